@@ -1,0 +1,331 @@
+"""Channel groups: the sets of coupled channels that must be removed together.
+
+torch-pruning's dependency graph finds which layers are coupled (concat, residual adds,
+BatchNorm, flatten -> linear, depth-wise convs). prunekit turns each of its groups into a
+:class:`ChannelGroup` of *units* (channels of the group's root layer) and the parameter slices
+each unit owns, so that criteria can score units and the planner can price them exactly.
+
+It also fixes what torch-pruning gets wrong: a grouped convolution whose input and output
+channels differ (``groups = in_channels`` with a channel multiplier, or ResNeXt-style groups)
+couples its *input* channel group ``g`` with its *output* channels ``g*m .. g*m+m-1``.
+torch-pruning treats the two sides as independent and produces broken layers (or crashes).
+prunekit merges the producer's group with the grouped conv's output group into one group
+whose unit is one whole convolution group.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch_pruning as tp
+from torch import nn
+from torch_pruning import ops
+
+from prunekit.engine.measure import forward
+from prunekit.errors import PrunekitError
+
+ROOT_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
+NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
+
+
+def is_depthwise(module: nn.Module) -> bool:
+    """A depth-wise conv (one filter per input channel); torch-pruning couples its sides."""
+    return (
+        isinstance(module, nn.modules.conv._ConvNd)
+        and module.groups > 1
+        and module.groups == module.in_channels == module.out_channels
+    )
+
+
+def is_grouped(module: nn.Module) -> bool:
+    """A grouped conv that is not plain depth-wise: pruned a whole group at a time."""
+    return (
+        isinstance(module, nn.modules.conv._ConvNd)
+        and module.groups > 1
+        and not is_depthwise(module)
+    )
+
+
+def _param_dims(module: nn.Module, role: str) -> list[tuple[str, int]]:
+    """Which parameters of ``module`` a channel touches, and along which dimension."""
+    if isinstance(module, nn.modules.conv._ConvNd):
+        out_dim = 1 if module.transposed else 0
+        if role == "out" or is_depthwise(module):
+            return [("weight", out_dim), ("bias", 0)]
+        return [("weight", 1 - out_dim)]
+    if isinstance(module, nn.Linear):
+        return [("weight", 0), ("bias", 0)] if role == "out" else [("weight", 1)]
+    if isinstance(module, NORM_TYPES):
+        return [("weight", 0), ("bias", 0)]
+    if isinstance(module, nn.PReLU):
+        return [("weight", 0)] if module.num_parameters > 1 else []
+    return []
+
+
+@dataclass
+class ParamSlice:
+    """The elements of one parameter that belong to a group's units.
+
+    ``index[i]`` is a position along ``dim`` of the parameter and ``unit[i]`` the unit that
+    owns it; a unit may own several positions (flatten -> linear, grouped convs).
+    """
+
+    module_name: str
+    module: nn.Module
+    param_name: str
+    dim: int
+    index: torch.Tensor
+    unit: torch.Tensor
+    role: str
+
+    @property
+    def param(self) -> nn.Parameter:
+        return getattr(self.module, self.param_name)
+
+    @property
+    def is_norm(self) -> bool:
+        return isinstance(self.module, NORM_TYPES)
+
+
+@dataclass
+class _Part:
+    """One torch-pruning group inside a :class:`ChannelGroup`; ``block`` root channels a unit."""
+
+    root: nn.Module
+    handler: Any
+    block: int
+    items: list[Any]
+
+
+@dataclass
+class ChannelGroup:
+    """Coupled channels removed together; a *unit* is one channel of the root layer.
+
+    (For a merged grouped-conv group a unit is one convolution group: ``block`` input channels
+    of the grouped conv and its ``m`` output channels.)
+    """
+
+    name: str
+    num_units: int
+    slices: list[ParamSlice]
+    parts: list[_Part] = field(repr=False)
+    graph: tp.DependencyGraph = field(repr=False)
+    #: fewest units the group may keep (2 for grouped convs: one group would make a plain conv)
+    min_units: int = 1
+
+    @property
+    def has_norm(self) -> bool:
+        """Whether a normalisation layer (BatchNorm, ...) scales these channels."""
+        return any(s.is_norm and s.role == "out" for s in self.slices)
+
+    def unit_sum(self, s: ParamSlice, values: torch.Tensor) -> torch.Tensor:
+        """Sum ``values`` (shaped like ``s.param``) over each unit's elements -> ``[num_units]``."""
+        picked = values.detach().index_select(s.dim, s.index.to(values.device))
+        per_index = picked.movedim(s.dim, 0).reshape(len(s.index), -1).sum(1)
+        out = torch.zeros(self.num_units, dtype=per_index.dtype, device=per_index.device)
+        return out.index_add_(0, s.unit.to(per_index.device), per_index)
+
+    def prune(self, units: list[int]) -> dict[str, dict[str, list[int]]]:
+        """Physically remove ``units``; returns removed indices per module name and side."""
+        removed: dict[str, dict[str, list[int]]] = {}
+        names = self.graph._module2name
+        for part in self.parts:
+            root_idxs = [u * part.block + j for u in units for j in range(part.block)]
+            # Recomputed now: an earlier part or group may have shifted concat offsets.
+            group = self.graph.get_pruning_group(part.root, part.handler, root_idxs)
+            for item in group.items:
+                dep, idxs = item.dep, list(item.idxs)
+                module = dep.target.module
+                role = "out" if self.graph.is_out_channel_pruning_fn(dep.handler) else "in"
+                if is_grouped(module):
+                    if role == "in":
+                        continue  # removed together with its output channels below
+                    _prune_grouped_conv(module, idxs)
+                elif dep.target.type == ops.OPTYPE.PARAMETER:
+                    raise PrunekitError(
+                        "pruning a bare nn.Parameter is not supported: wrap it in a module"
+                    )
+                else:
+                    dep(idxs)
+                if isinstance(module, nn.Module) and module in names:
+                    removed.setdefault(names[module], {}).setdefault(role, []).extend(idxs)
+        return removed
+
+
+def _prune_grouped_conv(conv: nn.Module, out_idxs: list[int]) -> None:
+    """Remove whole groups of a grouped conv given all of their output channel indices."""
+    per_out = conv.out_channels // conv.groups
+    per_in = conv.in_channels // conv.groups
+    gone = sorted(set(out_idxs))
+    n_groups = len({i // per_out for i in gone})
+    if len(gone) != n_groups * per_out:
+        raise PrunekitError(f"internal error: partial group removal in grouped conv {conv}")
+    keep = torch.tensor(sorted(set(range(conv.out_channels)) - set(gone)), dtype=torch.long)
+    dim = 1 if conv.transposed else 0
+    conv.weight = nn.Parameter(conv.weight.detach().index_select(dim, keep))
+    if conv.bias is not None:
+        conv.bias = nn.Parameter(conv.bias.detach().index_select(0, keep))
+    conv.out_channels -= len(gone)
+    conv.in_channels -= n_groups * per_in
+    conv.groups -= n_groups
+
+
+def build_graph(model: nn.Module, example_inputs: Any) -> tp.DependencyGraph:
+    """Trace ``model`` into torch-pruning's dependency graph, with a clear error if it fails."""
+    try:
+        return tp.DependencyGraph().build_dependency(model, example_inputs, verbose=False)
+    except Exception as exc:
+        culprit = _failing_module(model, example_inputs)
+        where = f" in module {culprit!r}" if culprit else ""
+        raise PrunekitError(
+            f"cannot trace {type(model).__name__}{where} ({type(exc).__name__}: {exc}); "
+            "make forward() run on the example inputs or add that module to ignored_layers"
+        ) from exc
+
+
+def _failing_module(model: nn.Module, example_inputs: Any) -> str | None:
+    """Name of the innermost module whose forward raised on the example inputs, if any."""
+    stack: list[str] = []
+    failed: list[str] = []
+    handles = []
+    for name, module in model.named_modules():
+        handles.append(module.register_forward_pre_hook(lambda *_, n=name: stack.append(n)))
+        handles.append(module.register_forward_hook(lambda *_: stack.pop()))
+    try:
+        with torch.no_grad():
+            forward(model, example_inputs)
+    except Exception:
+        failed = list(stack)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return (failed[-1] or type(model).__name__) if failed else None
+
+
+def find_groups(
+    graph: tp.DependencyGraph,
+    ignored_layers: list[nn.Module],
+    prune_outputs: bool = False,
+) -> list[ChannelGroup]:
+    """All prunable channel groups of the traced model.
+
+    Groups whose channels reach the model's output are skipped unless ``prune_outputs``: a
+    pruned output would silently change what the model returns.
+    """
+    names = graph._module2name
+    raw = list(
+        graph.get_all_groups(ignored_layers=list(ignored_layers), root_module_types=ROOT_TYPES)
+    )
+
+    def touches_output(group: Any) -> bool:
+        for item in group.items:
+            node, handler = item.dep.target, item.dep.handler
+            if node.type == ops.OPTYPE.OUTPUT:
+                return True
+            if graph.is_out_channel_pruning_fn(handler) and not node.outputs:
+                return True
+        return False
+
+    def members(group: Any, role: str) -> list[nn.Module]:
+        out = graph.is_out_channel_pruning_fn
+        return [
+            it.dep.target.module
+            for it in group.items
+            if isinstance(it.dep.target.module, nn.Module)
+            and (out(it.dep.handler) == (role == "out"))
+        ]
+
+    usable = [g for g in raw if prune_outputs or not touches_output(g)]
+    # the group that owns each grouped conv's output channels
+    out_group_of = {m: g for g in usable for m in members(g, "out") if is_grouped(m)}
+    children = {id(g) for g in out_group_of.values()}
+
+    result: list[ChannelGroup] = []
+    for group in usable:
+        if id(group) in children:
+            continue  # merged into its producer's group below
+        grouped_inputs = [m for m in members(group, "in") if is_grouped(m)]
+        root_item = group.items[0]
+        parts = [_Part(root_item.dep.target.module, root_item.dep.handler, 1, group.items)]
+        num_units = len(root_item.idxs)
+        if grouped_inputs:
+            merged = _merge_grouped(group, grouped_inputs, out_group_of, names)
+            if merged is None:
+                continue
+            parts, num_units = merged
+        slices = _slices(parts, num_units, graph)
+        floor = 2 if grouped_inputs else 1
+        result.append(ChannelGroup(names[parts[0].root], num_units, slices, parts, graph, floor))
+    return result
+
+
+def _merge_grouped(
+    group: Any,
+    convs: list[nn.Module],
+    out_group_of: dict[nn.Module, Any],
+    names: dict[nn.Module, str],
+) -> tuple[list[_Part], int] | None:
+    """Merge a producer group with the output groups of the grouped convs it feeds.
+
+    Returns ``None`` (group not prunable) when a grouped conv's outputs cannot be pruned
+    (ignored, or reaching the model output) or the convs disagree on the number of groups.
+    """
+    groups = {c.groups for c in convs}
+    root_item = group.items[0]
+    channels = len(root_item.idxs)
+    if len(groups) != 1 or any(c.in_channels != channels for c in convs):
+        return None
+    for item in group.items:
+        if item.dep.target.module in convs and list(item.idxs) != list(item.root_idxs):
+            return None  # the conv sees the channels re-ordered (e.g. through a concat)
+    n_groups = groups.pop()
+    parts = [
+        _Part(root_item.dep.target.module, root_item.dep.handler, channels // n_groups, group.items)
+    ]
+    for conv in convs:
+        child = out_group_of.get(conv)
+        if child is None:
+            return None
+        child_root = child.items[0]
+        if child_root.dep.target.module is not conv:
+            return None
+        parts.append(
+            _Part(conv, child_root.dep.handler, conv.out_channels // n_groups, child.items)
+        )
+    return parts, n_groups
+
+
+def _slices(parts: list[_Part], num_units: int, graph: tp.DependencyGraph) -> list[ParamSlice]:
+    """Parameter slices of every unit, each (parameter, dim, index) counted once."""
+    names = graph._module2name
+    seen: dict[tuple[int, str, int], dict[int, int]] = {}
+    meta: dict[tuple[int, str, int], tuple[nn.Module, str]] = {}
+    roles: dict[tuple[int, str, int], str] = {}
+    for part in parts:
+        for item in part.items:
+            module = item.dep.target.module
+            if not isinstance(module, nn.Module) or module not in names:
+                continue
+            role = "out" if graph.is_out_channel_pruning_fn(item.dep.handler) else "in"
+            if role == "in" and is_grouped(module):
+                continue  # its weights are owned through the merged output part
+            for pname, dim in _param_dims(module, role):
+                if getattr(module, pname, None) is None:
+                    continue
+                key = (id(module), pname, dim)
+                meta[key] = (module, pname)
+                roles.setdefault(key, role)
+                owner = seen.setdefault(key, {})
+                for idx, root in zip(item.idxs, item.root_idxs):
+                    owner.setdefault(int(idx), int(root) // part.block)
+    slices = []
+    for key, owner in seen.items():
+        module, pname = meta[key]
+        index = torch.tensor(sorted(owner), dtype=torch.long)
+        unit = torch.tensor([owner[i] for i in sorted(owner)], dtype=torch.long)
+        if unit.numel() and int(unit.max()) >= num_units:
+            raise PrunekitError(f"internal error: unit out of range in {names[module]}")
+        slices.append(ParamSlice(names[module], module, pname, key[2], index, unit, roles[key]))
+    return slices

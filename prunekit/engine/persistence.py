@@ -1,0 +1,179 @@
+"""Safe checkpoints: tensors plus a plain description of the pruned architecture.
+
+Files are written atomically (temporary file, fsync, rename) and read with
+``torch.load(weights_only=True)``, which refuses to unpickle arbitrary objects, so a checkpoint
+from the internet cannot run code. :func:`load` rebuilds the pruned architecture into a freshly
+built unpruned model by resizing its layers to the recorded shapes.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from prunekit.errors import PrunekitError
+
+FORMAT = "prunekit-checkpoint"
+VERSION = 1
+#: layer attributes that pruning changes and that must be restored on load
+ARCH_ATTRS = (
+    "in_channels",
+    "out_channels",
+    "groups",
+    "in_features",
+    "out_features",
+    "num_features",
+    "num_parameters",
+    "num_channels",
+    "num_groups",
+    "normalized_shape",
+)
+PLAIN = (str, int, float, bool, type(None))
+
+
+def describe(model: nn.Module) -> dict[str, dict[str, Any]]:
+    """``{module name: {"type": class name, "attrs": {...}}}`` for every layer with shape attrs."""
+    arch = {}
+    for name, module in model.named_modules():
+        attrs = {a: getattr(module, a) for a in ARCH_ATTRS if hasattr(module, a)}
+        if attrs:
+            attrs = {k: list(v) if isinstance(v, tuple) else v for k, v in attrs.items()}
+            arch[name] = {"type": type(module).__name__, "attrs": attrs}
+    return arch
+
+
+def _check_plain(value: Any, where: str) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise PrunekitError(f"{where} has a non-string key {k!r}: use plain data")
+            _check_plain(v, f"{where}.{k}")
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_plain(v, f"{where}[{i}]")
+    elif not isinstance(value, (*PLAIN, torch.Tensor)):
+        raise PrunekitError(
+            f"{where} holds a {type(value).__name__}: checkpoints store only tensors and "
+            "plain data (str, int, float, bool, None, lists, dicts)"
+        )
+
+
+def save(
+    path: str | os.PathLike,
+    model: nn.Module,
+    pruner: Any = None,
+    meta: dict[str, Any] | None = None,
+    extra: dict[str, torch.Tensor] | None = None,
+) -> Path:
+    """Atomically write ``model`` (weights + pruned architecture), pruner state and metadata.
+
+    ``extra`` carries other tensors (a training-only head, RNG states). The previous file at
+    ``path`` stays intact if anything fails (a full disk, an interrupt).
+    """
+    path = Path(path)
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "architecture": describe(model),
+        "pruner": pruner.state_dict() if pruner is not None else None,
+        "meta": dict(meta or {}),
+        "extra": dict(extra or {}),
+    }
+    _check_plain(payload["meta"], "meta")
+    _check_plain(payload["extra"], "extra")
+    _check_plain(payload["pruner"], "pruner state")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """The checkpoint's contents, loaded without unpickling any object.
+
+    Raises :class:`PrunekitError` for a missing, truncated, foreign or unsafe file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PrunekitError(f"checkpoint {path} does not exist: check the path")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise PrunekitError(
+            f"checkpoint {path} holds objects other than tensors and plain data (a pickle "
+            f"payload?); refusing to load it: {str(exc).splitlines()[0]}"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise PrunekitError(
+            f"checkpoint {path} is truncated or corrupt ({type(exc).__name__}); "
+            "use an earlier checkpoint or re-create it"
+        ) from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise PrunekitError(f"{path} is not a prunekit checkpoint: save it with prunekit.save")
+    return data
+
+
+def load(path: str | os.PathLike, model: nn.Module) -> nn.Module:
+    """Rebuild the checkpoint's pruned architecture into ``model`` and load its weights.
+
+    ``model`` is a freshly built *unpruned* model of the same architecture; it is modified in
+    place and returned.
+    """
+    data = read_checkpoint(path)
+    arch = data["architecture"]
+    modules = dict(model.named_modules())
+    ours = describe(model)
+    missing = sorted(set(arch) - set(ours)) or sorted(set(ours) - set(arch))
+    if missing:
+        raise PrunekitError(
+            f"checkpoint {path} does not fit {type(model).__name__}: layer {missing[0]!r} is in "
+            "one but not the other; build the model the checkpoint was saved from"
+        )
+    for name, desc in arch.items():
+        module = modules[name]
+        if type(module).__name__ != desc["type"]:
+            raise PrunekitError(
+                f"checkpoint {path} does not fit {type(model).__name__}: layer {name!r} is a "
+                f"{desc['type']} there but a {type(module).__name__} here"
+            )
+        for attr, value in desc["attrs"].items():
+            setattr(module, attr, tuple(value) if isinstance(value, list) else value)
+    state = data["model"]
+    for key, tensor in state.items():
+        owner_name, _, leaf = key.rpartition(".")
+        owner = modules.get(owner_name)
+        current = getattr(owner, leaf, None) if owner is not None else None
+        if isinstance(current, nn.Parameter):
+            setattr(
+                owner,
+                leaf,
+                nn.Parameter(
+                    torch.empty_like(tensor, device=current.device),
+                    requires_grad=current.requires_grad,
+                ),
+            )
+        elif isinstance(current, torch.Tensor):
+            owner._buffers[leaf] = torch.empty_like(tensor, device=current.device)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
+        raise PrunekitError(
+            f"checkpoint {path} does not fit {type(model).__name__}: {first}"
+        ) from None
+    return model

@@ -1,0 +1,277 @@
+"""The Pruner: score -> plan -> physically remove channels, step by step toward a target."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from tabulate import tabulate
+from torch import nn
+
+from prunekit.criteria.base import Criterion
+from prunekit.engine.groups import ROOT_TYPES, ChannelGroup, build_graph, find_groups
+from prunekit.engine.measure import mac_positions, measure
+from prunekit.engine.planner import PLANNERS, CostModel, Limits, Plan
+from prunekit.engine.target import METRICS, Target
+from prunekit.errors import PrunekitError
+from prunekit.registry import CRITERIA, SCHEDULES
+from prunekit.schedules.base import Schedule
+
+SCOPES = ("local", "global")
+
+
+def make_criterion(
+    criterion: str | Criterion, seed: int = 0, options: dict[str, Any] | None = None
+) -> Criterion:
+    """A criterion instance from a registry name (+ options) or an instance."""
+    if isinstance(criterion, Criterion):
+        if options:
+            raise PrunekitError("criterion options apply to a criterion name, not an instance")
+        return criterion
+    cls = CRITERIA.get(criterion)
+    kwargs = dict(options or {})
+    params = inspect.signature(cls).parameters
+    if "seed" in params and "seed" not in kwargs:
+        kwargs["seed"] = seed
+    unknown = [k for k in kwargs if k not in params]
+    if unknown and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        allowed = ", ".join(k for k in params if k != "self") or "none"
+        raise PrunekitError(
+            f"criterion {criterion!r} has no option {unknown[0]!r}: its options are {allowed}"
+        )
+    return cls(**kwargs)
+
+
+def make_schedule(schedule: str | Schedule) -> Schedule:
+    """A schedule instance from a registry name or an instance."""
+    return schedule if isinstance(schedule, Schedule) else SCHEDULES.get(schedule)()
+
+
+@dataclass
+class StepReport:
+    """What one pruning step planned and achieved.
+
+    ``planned`` holds the schedule's cumulative target fraction and the planner's predicted
+    fractions; ``achieved`` the fractions measured on the pruned model (all relative to the
+    unpruned model). ``layers`` maps each conv/linear layer to ``[out_before, out_after]``;
+    ``removed`` maps module names to the removed indices per side (``"out"``/``"in"``).
+    """
+
+    step: int
+    steps: int
+    metric: str
+    planned: dict[str, float]
+    achieved: dict[str, float]
+    params: int
+    macs: int
+    channels: int
+    layers: dict[str, list[int]]
+    removed: dict[str, dict[str, list[int]]] = field(repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for logs and checkpoints."""
+        return asdict(self)
+
+    def __str__(self) -> str:
+        rows = [
+            [m, f"{self.planned.get(m, float('nan')):.4f}", f"{self.achieved[m]:.4f}"]
+            for m in METRICS
+        ]
+        head = f"step {self.step}/{self.steps}: params={self.params:,} macs={self.macs:,}"
+        changed = [[n, b, a] for n, (b, a) in self.layers.items() if b != a]
+        table = tabulate(rows, headers=["removed", "planned", "achieved"], tablefmt="simple")
+        layers = tabulate(changed, headers=["layer", "before", "after"], tablefmt="simple")
+        return f"{head}\n{table}\n{layers}"
+
+
+class Pruner:
+    """Structured pruning of ``model`` toward ``target`` in ``steps`` iterations.
+
+    Each :meth:`step` scores every unit with the criterion, asks the schedule how much of the
+    target this step must reach, picks the units (within each layer for ``scope="local"``,
+    across layers for ``"global"``) and physically removes them with every coupled layer.
+    Gradient criteria need :meth:`accumulate` after each ``loss.backward()`` in between.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        example_inputs: Any,
+        criterion: str | Criterion = "l1",
+        schedule: str | Schedule = "linear",
+        target: Target | str | dict = "params=0.4",
+        steps: int = 1,
+        scope: str = "local",
+        ignored_layers: Sequence[nn.Module] = (),
+        round_to: int | None = None,
+        min_channels: int = 1,
+        seed: int = 0,
+        criterion_options: dict[str, Any] | None = None,
+        prune_outputs: bool = False,
+    ) -> None:
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+            raise PrunekitError(f"steps={steps!r} is out of range: give an integer >= 1")
+        if scope not in SCOPES:
+            raise PrunekitError(f"scope={scope!r} is unknown: choose 'local' or 'global'")
+        if round_to is not None and (not isinstance(round_to, int) or round_to < 1):
+            raise PrunekitError(f"round_to={round_to!r} is out of range: give None or an int >= 1")
+        if not isinstance(min_channels, int) or min_channels < 1:
+            raise PrunekitError(f"min_channels={min_channels!r} is out of range: give an int >= 1")
+        self.model = model
+        self.example_inputs = example_inputs
+        self.target = Target.parse(target)
+        self.criterion = make_criterion(criterion, seed, criterion_options)
+        self.criterion_name = criterion if isinstance(criterion, str) else type(criterion).__name__
+        self.schedule = make_schedule(schedule)
+        self.schedule_name = schedule if isinstance(schedule, str) else type(schedule).__name__
+        self.steps = steps
+        self.scope = scope
+        self.limits = Limits(min_channels=min_channels, round_to=round_to)
+        self.ignored_layers = list(ignored_layers)
+        self.prune_outputs = prune_outputs
+        self.step_index = 0
+        self.history: list[dict[str, Any]] = []
+        self._channel_plan: list[int] | None = None  # [channels removed before, total]
+        self.graph = build_graph(model, example_inputs)
+        self.positions = mac_positions(model, example_inputs)
+        self.groups = self._find_groups()
+        self.base = CostModel(model, self.groups, self.positions).totals()
+        self._check_reachable()
+
+    # ------------------------------------------------------------------ state
+    @property
+    def done(self) -> bool:
+        """Whether all steps have been taken."""
+        return self.step_index >= self.steps
+
+    @property
+    def needs_grad(self) -> bool:
+        """Whether the criterion needs :meth:`accumulate` calls before each step."""
+        return self.criterion.needs_grad
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain data to resume pruning on a reloaded model (see :func:`prunekit.save`)."""
+        return {
+            "step_index": self.step_index,
+            "steps": self.steps,
+            "target": {self.target.metric: self.target.fraction},
+            "scope": self.scope,
+            "criterion": self.criterion_name,
+            "schedule": self.schedule_name,
+            "base": dict(self.base),
+            "channel_plan": self._channel_plan,
+            "history": self.history,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from ``state`` (the model must already carry the pruned architecture)."""
+        self.step_index = int(state["step_index"])
+        self.base = {k: int(v) for k, v in state["base"].items()}
+        self._channel_plan = state.get("channel_plan")
+        self.history = list(state.get("history", []))
+
+    # ------------------------------------------------------------------ scoring
+    def accumulate(self) -> None:
+        """Fold the current gradients into the criterion's statistics, then zero them."""
+        self.criterion.accumulate(self.groups)
+        for p in self.model.parameters():
+            p.grad = None
+
+    # ------------------------------------------------------------------ pruning
+    def step(self) -> StepReport:
+        """Prune this iteration's channels; returns planned vs achieved figures."""
+        if self.done:
+            raise PrunekitError(f"all {self.steps} steps are done: build a new Pruner to go on")
+        n = self.step_index + 1
+        layers_before = self._layer_channels()
+        scores = self.criterion.scores(self.groups, self.step_index)
+        cost = CostModel(self.model, self.groups, self.positions)
+        metric, amount, fraction = self._goal(n, cost, scores)
+        plan = PLANNERS[self.scope](cost, scores, metric, amount, self.limits)
+        predicted = self._fractions(cost.totals())
+        removed = self._execute(plan)
+        self.criterion.reset()
+        self.step_index = n
+        self.groups = self._find_groups()
+        now = measure(self.model, self.example_inputs)
+        now["channels"] = sum(g.num_units for g in self.groups)
+        achieved = self._fractions(now)
+        report = StepReport(
+            step=n,
+            steps=self.steps,
+            metric=self.target.metric,
+            planned={"target": fraction, **predicted},
+            achieved=achieved,
+            params=now["params"],
+            macs=now["macs"],
+            channels=now["channels"],
+            layers={k: [v, self._layer_channels().get(k, 0)] for k, v in layers_before.items()},
+            removed=removed,
+        )
+        self.history.append({"step": n, "planned": report.planned, "achieved": achieved})
+        return report
+
+    def _goal(
+        self, n: int, cost: CostModel, scores: list[torch.Tensor]
+    ) -> tuple[str, float, float]:
+        """(metric, amount to remove now, cumulative planned fraction) for step ``n``."""
+        metric, target = self.target.metric, self.target.fraction
+        current = cost.totals()
+        if self.schedule.space == "channels" and n < self.steps:
+            done = self.base["channels"] - current["channels"]
+            if self._channel_plan is None:
+                # units the whole target needs by today's scores, spread evenly over the steps
+                probe = CostModel(self.model, self.groups, self.positions)
+                amount = current[metric] - (1 - target) * self.base[metric]
+                plan = PLANNERS[self.scope](probe, scores, metric, amount, self.limits)
+                self._channel_plan = [done, sum(len(u) for u in plan.values())]
+            start, total = self._channel_plan
+            want = start + round(total * n / self.steps)
+            fraction = self.schedule.fraction(n, self.steps, target)
+            return "channels", float(want - done), fraction
+        fraction = target if n == self.steps else self.schedule.fraction(n, self.steps, target)
+        return metric, current[metric] - (1 - fraction) * self.base[metric], fraction
+
+    def _execute(self, plan: Plan) -> dict[str, dict[str, list[int]]]:
+        removed: dict[str, dict[str, list[int]]] = {}
+        for g, units in sorted(plan.items()):
+            for name, sides in self.groups[g].prune(sorted(units)).items():
+                for side, idxs in sides.items():
+                    removed.setdefault(name, {}).setdefault(side, []).extend(idxs)
+        return removed
+
+    # ------------------------------------------------------------------ helpers
+    def _find_groups(self) -> list[ChannelGroup]:
+        groups = find_groups(self.graph, self.ignored_layers, self.prune_outputs)
+        if not groups:
+            raise PrunekitError(
+                "nothing to prune: every channel group is ignored or reaches the model output; "
+                "check ignored_layers"
+            )
+        return groups
+
+    def _fractions(self, totals: dict[str, int]) -> dict[str, float]:
+        return {m: 1.0 - totals[m] / self.base[m] if self.base[m] else 0.0 for m in METRICS}
+
+    def _layer_channels(self) -> dict[str, int]:
+        return {
+            name: (m.out_channels if isinstance(m, nn.modules.conv._ConvNd) else m.out_features)
+            for name, m in self.model.named_modules()
+            if isinstance(m, ROOT_TYPES)
+        }
+
+    def _check_reachable(self) -> None:
+        metric, target = self.target.metric, self.target.fraction
+        cost = CostModel(self.model, self.groups, self.positions)
+        for g, group in enumerate(self.groups):
+            keep = self.limits.min_kept(group.num_units, group.min_units)
+            cost.remove(g, list(range(group.num_units - keep)))
+        reachable = 1.0 - cost.totals()[metric] / self.base[metric]
+        if target > reachable + 1e-12:
+            raise PrunekitError(
+                f"target {self.target} is out of reach: at most {metric}={reachable:.3f} can be "
+                "removed (ignored layers, outputs and min_channels keep the rest); lower the target"
+            )

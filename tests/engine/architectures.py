@@ -1,0 +1,160 @@
+"""Tiny architectures covering every coupling the engine must handle."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Fire(nn.Module):
+    """SqueezeNet Fire module: squeeze -> [expand1x1, expand3x3] concat (BN after each conv)."""
+
+    def __init__(self, cin: int, squeeze: int, grouped: bool = False, bn: bool = True) -> None:
+        super().__init__()
+        norm = nn.BatchNorm2d if bn else (lambda c: nn.Identity())
+        self.squeeze = nn.Sequential(nn.Conv2d(cin, squeeze, 1), norm(squeeze), nn.ReLU())
+        self.expand1x1 = nn.Sequential(nn.Conv2d(squeeze, 4 * squeeze, 1), norm(4 * squeeze),
+                                       nn.ReLU())
+        groups = squeeze if grouped else 1
+        self.expand3x3 = nn.Sequential(
+            nn.Conv2d(squeeze, 4 * squeeze, 3, padding=1, groups=groups), norm(4 * squeeze),
+            nn.ReLU(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.squeeze(x)
+        return torch.cat([self.expand1x1(x), self.expand3x3(x)], 1)
+
+
+class SqueezeNet(nn.Module):
+    """(a) the paper's SqueezeNet layout (scaled down), or (d) with grouped expand3x3."""
+
+    def __init__(self, grouped: bool = False, bn: bool = True, width: int = 4) -> None:
+        super().__init__()
+        norm = nn.BatchNorm2d if bn else (lambda c: nn.Identity())
+        w = width
+        self.conv1 = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), norm(16), nn.ReLU(),
+                                   nn.MaxPool2d(3, 2, ceil_mode=True))
+        self.fire2 = Fire(16, w, grouped, bn)
+        self.fire3 = Fire(8 * w, w, grouped, bn)
+        self.pool = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.fire4 = Fire(8 * w, 2 * w, grouped, bn)
+        self.conv10 = nn.Conv2d(16 * w, 32, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.fire3(self.fire2(self.conv1(x)))
+        x = self.fire4(self.pool(x))
+        return torch.relu(self.conv10(x)).mean((2, 3))
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.down = None
+        if stride != 1 or cin != cout:
+            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                      nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + (x if self.down is None else self.down(x)))
+
+
+class ResNet(nn.Module):
+    """(b) residual adds and a strided 1x1 downsample."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16),
+                                  nn.ReLU())
+        self.layer1 = BasicBlock(16, 16, 1)
+        self.layer2 = BasicBlock(16, 32, 2)
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layer2(self.layer1(self.stem(x)))
+        return self.fc(x.mean((2, 3)))
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int, expand: int = 4) -> None:
+        super().__init__()
+        hidden = cin * expand
+        self.use_res = stride == 1 and cin == cout
+        self.block = nn.Sequential(
+            nn.Conv2d(cin, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(),
+            nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False),
+            nn.BatchNorm2d(hidden), nn.ReLU6(),
+            nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.block(x)
+        return x + out if self.use_res else out
+
+
+class MobileNetV2(nn.Module):
+    """(c) inverted residuals with depth-wise convs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16),
+                                  nn.ReLU6())
+        self.blocks = nn.Sequential(
+            InvertedResidual(16, 16, 1), InvertedResidual(16, 24, 2), InvertedResidual(24, 24, 1)
+        )
+        self.head = nn.Linear(24, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(self.stem(x)).mean((2, 3)))
+
+
+class EmbeddingHead(nn.Module):
+    """(e) conv -> flatten -> Linear -> BatchNorm1d embedding head, with (f) PReLU."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 12, 3, 2, 1)
+        self.bn1 = nn.BatchNorm2d(12)
+        self.act1 = nn.PReLU(12)
+        self.conv2 = nn.Conv2d(12, 16, 3, 2, 1)
+        self.bn2 = nn.BatchNorm2d(16)
+        self.act2 = nn.PReLU(16)
+        self.fc = nn.Linear(16 * 4 * 4, 32)
+        self.act3 = nn.PReLU(32)
+        self.fc2 = nn.Linear(32, 24)
+        self.bn_out = nn.BatchNorm1d(24)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act2(self.bn2(self.conv2(self.act1(self.bn1(self.conv1(x))))))
+        x = self.act3(self.fc(torch.flatten(x, 1)))
+        return self.bn_out(self.fc2(x))
+
+
+ARCHITECTURES = {
+    "squeezenet": (lambda: SqueezeNet(), (1, 3, 32, 32)),
+    "resnet": (ResNet, (1, 3, 16, 16)),
+    "mobilenetv2": (MobileNetV2, (1, 3, 16, 16)),
+    "grouped_multiplier": (lambda: SqueezeNet(grouped=True, bn=False), (1, 3, 32, 32)),
+    "embedding_head": (EmbeddingHead, (1, 3, 16, 16)),
+}
+
+
+def randomize_norms(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give BatchNorm layers non-trivial statistics so that eval outputs depend on them."""
+    gen = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
+            m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
+            m.bias.data.copy_(torch.randn(n, generator=gen) * 0.1)
+        if isinstance(m, nn.PReLU):
+            m.weight.data.copy_(torch.rand(m.weight.shape, generator=gen) * 0.5)
+    return model
