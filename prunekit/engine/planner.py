@@ -10,6 +10,7 @@ input of the next is counted once, and MACs follow from weight sizes (see
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -108,15 +109,6 @@ class CostModel:
         self.channels -= len(units)
         return {"params": params, "macs": macs, "channels": len(units)}
 
-    def snapshot(self) -> tuple[list[list[int]], list[int], int]:
-        return [list(s) for s in self.shapes], list(self.units), self.channels
-
-    def restore(self, snap: tuple[list[list[int]], list[int], int]) -> None:
-        shapes, units, channels = snap
-        self.shapes = [list(s) for s in shapes]
-        self.units = list(units)
-        self.channels = channels
-
 
 def plan_global(
     cost: CostModel, scores: Sequence[torch.Tensor], metric: str, amount: float, limits: Limits
@@ -159,14 +151,29 @@ def plan_local(
     The fraction is the smallest one (found by bisection) whose removal reaches ``amount``.
     """
     orders = [torch.argsort(s, stable=True).tolist() for s in scores]
-    snap = cost.snapshot()
+    # elements removed from (tensor, dim) by the first c units of a group, for every c
+    prefixes = [
+        [
+            (t, dim, [0, *itertools.accumulate(counts[u] for u in order)])
+            for t, dim, counts in cost.unit_costs[g]
+        ]
+        for g, order in enumerate(orders)
+    ]
 
     def counts(p: float) -> list[int]:
         return [len(o) - limits.kept_at(len(o), p, f) for o, f in zip(orders, cost.floors)]
 
     def reduction(p: float) -> float:
-        cost.restore(snap)
-        return sum(cost.remove(g, o[:c])[metric] for g, (o, c) in enumerate(zip(orders, counts(p))))
+        shapes: dict[int, list[int]] = {}
+        for g, c in enumerate(counts(p)):
+            for t, dim, prefix in prefixes[g]:
+                shapes.setdefault(t, list(cost.shapes[t]))[dim] -= prefix[c]
+        if metric == "channels":
+            return float(sum(counts(p)))
+        per = cost.macs_per_elem if metric == "macs" else [1] * len(cost.shapes)
+        return float(
+            sum((math.prod(cost.shapes[t]) - math.prod(s)) * per[t] for t, s in shapes.items())
+        )
 
     lo, hi = 0.0, 1.0
     if reduction(hi) >= amount:
@@ -176,7 +183,6 @@ def plan_local(
                 hi = mid
             else:
                 lo = mid
-    cost.restore(snap)
     plan: Plan = {}
     for g, (order, c) in enumerate(zip(orders, counts(hi), strict=True)):
         if c:

@@ -1,0 +1,77 @@
+"""Engine overhead on the paper's SqueezeNet at 113x113, batch 32, CPU (figures, no asserts).
+
+Run: ``pytest tests/benchmarks --benchmark-json=bench.json``; the ratios print at the end.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch_pruning as tp
+
+import prunekit as pk
+
+BATCH = 32
+
+
+@pytest.fixture(scope="module")
+def setup(paper_squeezenet):
+    torch.manual_seed(0)
+    model = paper_squeezenet()
+    x = torch.randn(BATCH, 3, 113, 113)
+    return model, x
+
+
+def _fwd_bwd(model, x):
+    model(x).pow(2).mean().backward()
+
+
+def test_bench_fwd_bwd_plain(benchmark, setup):
+    model, x = setup
+
+    def run():
+        _fwd_bwd(model, x)
+        model.zero_grad(set_to_none=True)
+
+    benchmark.pedantic(run, rounds=5, warmup_rounds=1)
+
+
+def test_bench_fwd_bwd_accumulate(benchmark, setup):
+    model, x = setup
+    model = copy.deepcopy(model)
+    pruner = pk.Pruner(model, x[:1], criterion="taylor", target=pk.Target(params=0.4))
+
+    def run():
+        _fwd_bwd(model, x)
+        pruner.accumulate()
+
+    benchmark.pedantic(run, rounds=5, warmup_rounds=1)
+    assert pruner.criterion.statistics()[-1].item() == 6  # every pass was accumulated
+
+
+def _fresh(setup):
+    model, x = setup
+    return copy.deepcopy(model), x[:1]
+
+
+def test_bench_step_prunekit(benchmark, setup):
+    def prepare():
+        model, x = _fresh(setup)
+        pruner = pk.Pruner(model, x, criterion="l1", target=pk.Target(channels=0.2))
+        return (pruner,), {}
+
+    benchmark.pedantic(lambda pruner: pruner.step(), setup=prepare, rounds=5)
+
+
+def test_bench_step_torch_pruning(benchmark, setup):
+    def prepare():
+        model, x = _fresh(setup)
+        pruner = tp.pruner.BasePruner(
+            model, x, importance=tp.importance.GroupMagnitudeImportance(p=1),
+            pruning_ratio=0.2, ignored_layers=[model.conv10],
+        )
+        return (pruner,), {}
+
+    benchmark.pedantic(lambda pruner: pruner.step(), setup=prepare, rounds=5)
