@@ -18,8 +18,9 @@ from prunekit.errors import PrunekitError
 class Registry:
     """A name -> factory mapping backed by a decorator and an entry-point group."""
 
-    def __init__(self, kind: str, group: str) -> None:
+    def __init__(self, kind: str, group: str, plural: str | None = None) -> None:
         self.kind = kind
+        self.plural = plural or f"{kind}s"
         self.group = group
         self._items: dict[str, Any] = {}
         self._entry_points_loaded = False
@@ -61,7 +62,7 @@ class Registry:
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise PrunekitError(
-                f"unknown {self.kind} {name!r}: {hint}known {self.kind}s are {', '.join(known)}"
+                f"unknown {self.kind} {name!r}: {hint}known {self.plural} are {', '.join(known)}"
             )
         return self._items[name]
 
@@ -71,7 +72,7 @@ class Registry:
         return doc.splitlines()[0] if doc else ""
 
 
-CRITERIA = Registry("criterion", "prunekit.criteria")
+CRITERIA = Registry("criterion", "prunekit.criteria", plural="criteria")
 SCHEDULES = Registry("schedule", "prunekit.schedules")
 TASKS = Registry("task", "prunekit.tasks")
 

@@ -24,7 +24,7 @@ def test_decorator_registers_a_criterion():
 
 
 def test_unknown_name_suggests_and_lists():
-    with pytest.raises(pk.PrunekitError, match=r"did you mean 'l1'\? known criterions are"):
+    with pytest.raises(pk.PrunekitError, match=r"did you mean 'l1'\? known criteria are"):
         pk.registry("criteria").get("l11")
 
 

@@ -174,6 +174,8 @@ def _prune_grouped_conv(conv: nn.Module, out_idxs: list[int]) -> None:
 
 def build_graph(model: nn.Module, example_inputs: Any) -> tp.DependencyGraph:
     """Trace ``model`` into torch-pruning's dependency graph, with a clear error if it fails."""
+    was_training = model.training
+    model.eval()  # tracing runs a forward pass: it must not update BatchNorm statistics
     try:
         return tp.DependencyGraph().build_dependency(model, example_inputs, verbose=False)
     except Exception as exc:
@@ -183,6 +185,8 @@ def build_graph(model: nn.Module, example_inputs: Any) -> tp.DependencyGraph:
             f"cannot trace {type(model).__name__}{where} ({type(exc).__name__}: {exc}); "
             "make forward() run on the example inputs or add that module to ignored_layers"
         ) from exc
+    finally:
+        model.train(was_training)
 
 
 def _failing_module(model: nn.Module, example_inputs: Any) -> str | None:

@@ -1,0 +1,5 @@
+"""``python -m prunekit`` (and ``torchrun -m prunekit``): the command line."""
+
+from prunekit.cli.main import main
+
+raise SystemExit(main())

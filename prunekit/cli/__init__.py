@@ -1,0 +1,1 @@
+"""The ``prunekit`` command line (entry point :func:`prunekit.cli.main.main`)."""

@@ -1,0 +1,213 @@
+"""The ``prunekit`` command line: list, run, compare, report, eval, export.
+
+Every :class:`~prunekit.PrunekitError` becomes one line ``prunekit: error: ...`` and exit
+status 2; an interrupted command exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import prunekit as pk
+from prunekit.errors import PrunekitError
+from prunekit.registry import registry
+from prunekit.reporting import FORMATS, run_table
+from prunekit.runner import compare, export, run
+from prunekit.runner.checkpoint import open_checkpoint
+from prunekit.runner.config import parse_target, resolve
+from prunekit.runner.interrupt import Interrupted, raise_on_signals
+from prunekit.runner.rundir import RunDir, default_root
+
+KINDS = ("tasks", "criteria", "schedules")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); the exit status."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help or a usage error (argparse already printed it)
+        return int(exc.code or 0)
+    try:
+        with raise_on_signals():
+            return args.command(args)
+    except PrunekitError as exc:
+        print(f"prunekit: error: {exc}", file=sys.stderr)
+        return 2
+    except Interrupted as exc:
+        print(f"prunekit: interrupted by {exc}", file=sys.stderr)
+        return 130
+
+
+# ---------------------------------------------------------------------- commands
+def _list(args: argparse.Namespace) -> int:
+    for kind in [args.kind] if args.kind else KINDS:
+        reg = registry(kind)
+        print(f"{kind}:")
+        for name in reg.names():
+            print(f"  {name:<16} {reg.describe(name)}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    echo = _echo(args.quiet)
+    if args.resume:
+        out, config = Path(args.resume), None
+        flags = [v for v in _config_args(args).values() if v is not None]
+        if args.task or args.out or args.config or args.set or flags:
+            raise PrunekitError(
+                f"--resume continues {out} with its own config.yaml: drop the task and the "
+                "config flags"
+            )
+    elif not args.task:
+        raise PrunekitError("name a task (see `prunekit list tasks`) or pass --resume RUN_DIR")
+    else:
+        config = _resolve(args)
+        out = Path(args.out) if args.out else default_root(args.task, config["prune"]["criterion"])
+    try:
+        if config is None:
+            result = run.resume(out, quiet=args.quiet, echo=echo)
+        else:
+            result = run.start(config, out, quiet=args.quiet, echo=echo)
+    except Interrupted:
+        print(f"interrupted: continue with `prunekit run --resume {out}`", file=sys.stderr)
+        return 130
+    print(f"done: {result.run_dir / 'report.md'}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    config = _resolve(args)
+    criteria = list(dict.fromkeys(n.strip() for n in args.criteria.split(",") if n.strip()))
+    result = compare.compare(
+        config,
+        criteria,
+        seeds=args.seeds,
+        out=Path(args.out) if args.out else None,
+        jobs=args.jobs,
+        quiet=args.quiet,
+    )
+    print(result.table.render("plain"), end="")
+    print(f"done: {result.out / 'results.md'}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    run_dir = RunDir(Path(args.run_dir))
+    config = run_dir.read_config()
+    task = registry("tasks").get(config["task"])
+    (target,) = config["prune"]["target"]
+    print(run_table(run_dir.read_log(), task.primary_metric, target).render(args.format), end="")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    opened = open_checkpoint(Path(args.checkpoint), args.task)
+    opened.task.show_progress = not args.quiet
+    metrics = run.evaluate(opened.task, opened.model)
+    sizes = pk.measure(opened.model, opened.task.example_inputs())
+    print(f"{opened.path}: params {sizes['params']:,}, MACs {sizes['macs']:,}")
+    for name, value in metrics.items():
+        print(f"{name}: {value:.6g}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    out = export.export(Path(args.source), args.format, args.out and Path(args.out), args.task)
+    print(f"exported {out} (matches PyTorch to {export.TOLERANCE:g} on random inputs)")
+    return 0
+
+
+# ---------------------------------------------------------------------- helpers
+def _resolve(args: argparse.Namespace) -> dict[str, Any]:
+    flags = _config_args(args)
+    if flags.get("prune.target") is not None:
+        flags["prune.target"] = parse_target(flags["prune.target"])
+    return resolve(args.task, args.config, flags, args.set)
+
+
+def _config_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Dotted config key -> value of each config flag (``None`` = not given)."""
+    keys = {
+        "criterion": "prune.criterion",
+        "schedule": "prune.schedule",
+        "target": "prune.target",
+        "steps": "prune.steps",
+        "scope": "prune.scope",
+        "seed": "seed",
+        "device": "device",
+        "threads": "threads",
+        "max_drop": "stop.max_drop",
+    }
+    return {key: getattr(args, attr, None) for attr, key in keys.items()}
+
+
+def _echo(quiet: bool) -> run.Echo:
+    return (lambda _message: None) if quiet else print
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="prunekit", description="Dependency-graph-aware structured pruning for PyTorch."
+    )
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    p = sub.add_parser("list", help="registered tasks, criteria and schedules")
+    p.add_argument("kind", nargs="?", choices=KINDS)
+    p.set_defaults(command=_list)
+
+    p = sub.add_parser("run", help="prune a task's model step by step")
+    p.add_argument("task", nargs="?", help="task name (see `prunekit list tasks`)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    p.add_argument("--criterion", help="importance criterion (see `prunekit list criteria`)")
+    _config_flags(p)
+    p.add_argument("--out", metavar="DIR", help="run dir (default runs/TASK-CRITERION-TIME)")
+    p.set_defaults(command=_run)
+
+    p = sub.add_parser("compare", help="compare criteria over seeds from one baseline")
+    p.add_argument("task", help="task name (see `prunekit list tasks`)")
+    p.add_argument("--criteria", required=True, help="comma-separated, e.g. taylor,l1,random")
+    p.add_argument("--seeds", type=int, default=1, help="seeds per criterion (default 1)")
+    p.add_argument("--jobs", type=int, default=1, help="criteria run in parallel processes")
+    _config_flags(p)
+    p.add_argument("--out", metavar="DIR", help="output dir (default runs/TASK-compare-TIME)")
+    p.set_defaults(command=_compare)
+
+    p = sub.add_parser("report", help="print a run's table")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--format", choices=FORMATS, default="plain")
+    p.set_defaults(command=_report)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint")
+    p.add_argument("checkpoint", metavar="CHECKPOINT")
+    p.add_argument("--task", help="task, for checkpoints that do not name theirs")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(command=_eval)
+
+    p = sub.add_parser("export", help="export a checkpoint to ONNX or torch.export (.pt2)")
+    p.add_argument("source", metavar="RUN_DIR|CHECKPOINT")
+    p.add_argument("--format", choices=export.FORMATS, required=True)
+    p.add_argument("--out", metavar="FILE", help="default: the checkpoint path, new suffix")
+    p.add_argument("--task", help="task, for checkpoints that do not name theirs")
+    p.set_defaults(command=_export)
+    return parser
+
+
+def _config_flags(p: argparse.ArgumentParser) -> None:
+    """The flags that override configuration keys, shared by ``run`` and ``compare``."""
+    p.add_argument("--config", metavar="FILE", help="YAML file of config overrides")
+    p.add_argument("--schedule", help="pruning schedule (see `prunekit list schedules`)")
+    p.add_argument("--target", metavar="KIND=FRACTION", help="fraction to remove, params=0.4")
+    p.add_argument("--steps", type=int, help="pruning steps")
+    p.add_argument("--scope", help="local (per layer) or global ranking")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto, cpu or cuda")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--max-drop", type=float, help="stop once the primary metric drops this much")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="any config key (YAML)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars or step lines")

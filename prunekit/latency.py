@@ -1,0 +1,69 @@
+"""Inference latency: the wall-clock time of one forward pass of a batch, robustly summarised."""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from prunekit.engine.measure import forward
+
+
+def measure_latency(
+    model: nn.Module,
+    example_inputs: Any,
+    batch_size: int = 32,
+    threads: int | None = None,
+    repeats: int = 9,
+    warmup: int = 2,
+    device: str | torch.device = "cpu",
+) -> dict[str, float]:
+    """``{"median_ms", "p10_ms", "p90_ms"}`` of a forward pass on ``batch_size`` samples.
+
+    ``example_inputs`` (a tensor or a tuple/list/dict of tensors, batch size 1) are repeated to
+    ``batch_size``. The model runs in eval mode under ``torch.inference_mode``; a model living on
+    another device is copied, so the caller's model is never moved. ``threads`` sets torch's CPU
+    thread count for the measurement only.
+    """
+    device = torch.device(device)
+    first = next(model.parameters(), None)
+    if first is not None and first.device != device:
+        model = copy.deepcopy(model).to(device)
+    inputs = _to_batch(example_inputs, batch_size, device)
+    previous_threads, was_training = torch.get_num_threads(), model.training
+    if threads:
+        torch.set_num_threads(threads)
+    model.eval()
+    times = []
+    try:
+        with torch.inference_mode():
+            for i in range(warmup + repeats):
+                _synchronize(device)
+                start = time.perf_counter()
+                forward(model, inputs)
+                _synchronize(device)
+                if i >= warmup:
+                    times.append((time.perf_counter() - start) * 1000.0)
+    finally:
+        torch.set_num_threads(previous_threads)
+        model.train(was_training)
+    p10, median, p90 = np.percentile(times, [10, 50, 90])
+    return {"median_ms": float(median), "p10_ms": float(p10), "p90_ms": float(p90)}
+
+
+def _to_batch(inputs: Any, batch_size: int, device: torch.device) -> Any:
+    if isinstance(inputs, torch.Tensor):
+        reps = -(-batch_size // inputs.shape[0])  # ceil division
+        return torch.cat([inputs] * reps)[:batch_size].to(device)
+    if isinstance(inputs, dict):
+        return {k: _to_batch(v, batch_size, device) for k, v in inputs.items()}
+    return type(inputs)(_to_batch(v, batch_size, device) for v in inputs)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

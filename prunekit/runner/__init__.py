@@ -1,0 +1,1 @@
+"""Driving tasks end to end: configuration, the pruning loop, comparisons, export."""

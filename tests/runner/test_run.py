@@ -1,0 +1,74 @@
+"""The run loop through the Python API: --max-drop and best.pt, shared baselines."""
+
+from __future__ import annotations
+
+import pytest
+from prunekit_toy.task import ToyTask
+
+import prunekit as pk
+from prunekit.runner import run
+from prunekit.runner.config import resolve
+
+
+def silent(_message: str) -> None:
+    pass
+
+
+@pytest.fixture
+def scripted_accuracy(monkeypatch):
+    """Make the toy task report these accuracies, one per evaluation, in order."""
+    values: list[float] = []
+
+    def evaluate(self, model):
+        return {"accuracy": values.pop(0), "loss": 0.0}
+
+    monkeypatch.setattr(ToyTask, "evaluate", evaluate)
+    return values
+
+
+def fast_config(**sets: object) -> dict:
+    overrides = ["baseline.epochs=0", "finetune.epochs=0", *(f"{k}={v}" for k, v in sets.items())]
+    return resolve("toy", flags={"prune.criterion": "l1"}, sets=overrides)
+
+
+def test_max_drop_stops_early_and_keeps_the_last_tolerated_model(tmp_path, scripted_accuracy):
+    scripted_accuracy += [0.90, 0.88, 0.70, 0.95]  # baseline, step 1, step 2 (too low), unused
+    config = fast_config(**{"stop.max_drop": 0.05, "prune.steps": 3})
+    result = run.start(config, tmp_path / "run", quiet=True, echo=silent)
+    assert result.stopped_early
+    assert [r["step"] for r in result.records] == [0, 1, 2]
+    steps = {name: len(pk.read_checkpoint(tmp_path / "run" / name)["meta"]["history"]) - 1
+             for name in ("best.pt", "final.pt")}  # fmt: skip
+    assert steps == {"best.pt": 1, "final.pt": 2}
+    # resuming a stopped run does not go on pruning
+    assert [r["step"] for r in run.resume(tmp_path / "run", echo=silent).records] == [0, 1, 2]
+
+
+def test_max_drop_respects_lower_is_better(tmp_path, scripted_accuracy, monkeypatch):
+    monkeypatch.setattr(ToyTask, "higher_is_better", False)
+    scripted_accuracy += [0.10, 0.05, 0.30]  # lower is better: step 2 is 0.2 worse
+    config = fast_config(**{"stop.max_drop": 0.1, "prune.steps": 2})
+    result = run.start(config, tmp_path / "run", quiet=True, echo=silent)
+    assert result.stopped_early and len(result.records) == 3
+
+
+def test_evaluate_must_report_the_primary_metric(tmp_path, monkeypatch):
+    monkeypatch.setattr(ToyTask, "evaluate", lambda self, model: {"top1": 1.0})
+    with pytest.raises(pk.PrunekitError, match="without its primary metric 'accuracy'"):
+        run.start(fast_config(), tmp_path / "run", quiet=True, echo=silent)
+
+
+def test_a_shared_baseline_is_loaded_not_prepared(tmp_path, monkeypatch):
+    config = fast_config(**{"prune.steps": 1})
+    record = run.make_baseline(config, tmp_path / "baseline.pt", quiet=True, echo=silent)
+
+    def forbidden(self, model):
+        raise AssertionError("the baseline must not be prepared again")
+
+    monkeypatch.setattr(ToyTask, "prepare_baseline", forbidden)
+    other = resolve("toy", flags={"prune.criterion": "random", "seed": 3}, sets=["prune.steps=1"])
+    result = run.start(
+        other, tmp_path / "run", baseline=tmp_path / "baseline.pt", quiet=True, echo=silent
+    )
+    assert result.records[0] == record
+    assert result.records[1]["params"] < record["params"]
