@@ -18,6 +18,7 @@ from prunekit.reporting import FORMATS, run_table
 from prunekit.runner import compare, export, run
 from prunekit.runner.checkpoint import open_checkpoint
 from prunekit.runner.config import parse_target, resolve
+from prunekit.runner.distributed import World, launch
 from prunekit.runner.interrupt import Interrupted, raise_on_signals
 from prunekit.runner.rundir import RunDir, default_root
 
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help or a usage error (argparse already printed it)
         return int(exc.code or 0)
+    args.argv = sys.argv[1:] if argv is None else list(argv)
     try:
         with raise_on_signals():
             return args.command(args)
@@ -67,16 +69,34 @@ def _run(args: argparse.Namespace) -> int:
     else:
         config = _resolve(args)
         out = Path(args.out) if args.out else default_root(args.task, config["prune"]["criterion"])
+    world = World.from_env()
+    if args.nproc is not None and args.nproc != world.size:
+        return _launch(args, out, fresh=config is not None, world=world)
     try:
         if config is None:
             result = run.resume(out, quiet=args.quiet, echo=echo)
         else:
             result = run.start(config, out, quiet=args.quiet, echo=echo)
     except Interrupted:
-        print(f"interrupted: continue with `prunekit run --resume {out}`", file=sys.stderr)
+        if world.is_main:
+            print(f"interrupted: continue with `prunekit run --resume {out}`", file=sys.stderr)
         return 130
-    print(f"done: {result.run_dir / 'report.md'}")
+    if world.is_main:
+        print(f"done: {result.run_dir / 'report.md'}")
     return 0
+
+
+def _launch(args: argparse.Namespace, out: Path, fresh: bool, world: World) -> int:
+    """``prunekit run --nproc N``: these very arguments in N processes (torchrun's way)."""
+    if world.size > 1:
+        raise PrunekitError(
+            f"--nproc {args.nproc} disagrees with torchrun's {world.size} processes: drop --nproc"
+        )
+    if args.nproc < 1:
+        raise PrunekitError(f"--nproc {args.nproc} is out of range: give an integer >= 1")
+    if fresh:
+        RunDir(out).ensure_new()  # the config is valid too: fail here, before any process starts
+    return launch(args.nproc, [*args.argv, *([] if args.out or not fresh else ["--out", str(out)])])
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -126,7 +146,7 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
     flags = _config_args(args)
     if flags.get("prune.target") is not None:
         flags["prune.target"] = parse_target(flags["prune.target"])
-    return resolve(args.task, args.config, flags, args.set)
+    return resolve(args.task, args.config, flags, args.set, preset=args.preset)
 
 
 def _config_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -141,6 +161,7 @@ def _config_args(args: argparse.Namespace) -> dict[str, Any]:
         "device": "device",
         "threads": "threads",
         "max_drop": "stop.max_drop",
+        "data": "data.root",
     }
     return {key: getattr(args, attr, None) for attr, key in keys.items()}
 
@@ -165,6 +186,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--criterion", help="importance criterion (see `prunekit list criteria`)")
     _config_flags(p)
     p.add_argument("--out", metavar="DIR", help="run dir (default runs/TASK-CRITERION-TIME)")
+    p.add_argument(
+        "--nproc", type=int, metavar="N", help="data-parallel processes on this machine (DDP)"
+    )
     p.set_defaults(command=_run)
 
     p = sub.add_parser("compare", help="compare criteria over seeds from one baseline")
@@ -198,7 +222,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _config_flags(p: argparse.ArgumentParser) -> None:
     """The flags that override configuration keys, shared by ``run`` and ``compare``."""
+    p.add_argument("--preset", help="a named configuration the task ships (e.g. face: paper)")
     p.add_argument("--config", metavar="FILE", help="YAML file of config overrides")
+    p.add_argument("--data", metavar="DIR", help="dataset folder, for tasks that read one")
     p.add_argument("--schedule", help="pruning schedule (see `prunekit list schedules`)")
     p.add_argument("--target", metavar="KIND=FRACTION", help="fraction to remove, params=0.4")
     p.add_argument("--steps", type=int, help="pruning steps")

@@ -165,14 +165,20 @@ def resolve(
     config_file: str | Path | None = None,
     flags: dict[str, Any] | None = None,
     sets: Iterable[str] = (),
+    preset: str | None = None,
 ) -> dict[str, Any]:
     """The validated configuration of a run of ``task``.
 
-    ``flags`` maps dotted keys to command-line values (``None`` = flag not given); ``sets``
-    are raw ``KEY=VALUE`` strings.
+    ``preset`` names one of the task's :attr:`~prunekit.Task.presets`, applied over its
+    defaults; ``flags`` maps dotted keys to command-line values (``None`` = flag not given);
+    ``sets`` are raw ``KEY=VALUE`` strings.
     """
     task_cls = TASKS.get(task)
+    if preset is not None and preset not in task_cls.presets:
+        known = ", ".join(sorted(task_cls.presets)) or "none"
+        raise PrunekitError(f"task {task!r} has no preset {preset!r}: its presets are {known}")
     layers = [
+        (task_cls.presets.get(preset or "", {}), f"preset {preset}"),
         (load_yaml(config_file) if config_file else {}, str(config_file)),
         (unflatten({k: v for k, v in (flags or {}).items() if v is not None}), "the flags"),
         (parse_sets(sets), "--set"),

@@ -31,6 +31,8 @@ class Task:
     #: allowed ranges of task-specific numeric config keys, ``{"train.lr": (0, None)}``
     #: (bounds are inclusive for integer keys, exclusive for float keys)
     config_ranges: ClassVar[dict[str, tuple[float | None, float | None]]] = {}
+    #: named configurations over :meth:`default_config` (``prunekit run TASK --preset NAME``)
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
     #: whether :meth:`progress` draws bars (the runner clears it for ``--quiet``)
     show_progress: bool = True
 
