@@ -31,7 +31,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     for num, den, goal in RATIOS:
         if num in medians and den in medians:
             ratio = medians[num] / medians[den]
-            verdict = "" if goal is None else (" (goal <= %.2f: %s)" % (goal, "met" if ratio <= goal else "NOT met"))
+            verdict = ""
+            if goal is not None:
+                verdict = f" (goal <= {goal:.2f}: {'met' if ratio <= goal else 'NOT met'})"
             lines.append(f"{num} / {den} = {ratio:.3f}{verdict}")
     if lines:
         terminalreporter.write_sep("-", "prunekit benchmark ratios (medians)")

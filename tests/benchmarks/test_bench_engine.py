@@ -69,8 +69,11 @@ def test_bench_step_torch_pruning(benchmark, setup):
     def prepare():
         model, x = _fresh(setup)
         pruner = tp.pruner.BasePruner(
-            model, x, importance=tp.importance.GroupMagnitudeImportance(p=1),
-            pruning_ratio=0.2, ignored_layers=[model.conv10],
+            model,
+            x,
+            importance=tp.importance.GroupMagnitudeImportance(p=1),
+            pruning_ratio=0.2,
+            ignored_layers=[model.conv10],
         )
         return (pruner,), {}
 

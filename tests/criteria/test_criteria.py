@@ -27,7 +27,9 @@ def _setup():
     torch.manual_seed(0)
     model = TwoLayer()
     with torch.no_grad():
-        model.conv.weight.copy_(torch.tensor([[1.0, -2.0], [0.5, 0.5], [3.0, 0.0]]).view(3, 2, 1, 1))
+        model.conv.weight.copy_(
+            torch.tensor([[1.0, -2.0], [0.5, 0.5], [3.0, 0.0]]).view(3, 2, 1, 1)
+        )
         model.head.weight.copy_(torch.tensor([1.0, -1.0, 2.0]).view(1, 3, 1, 1))
         model.bn.weight.copy_(torch.tensor([0.5, -2.0, 1.0]))
         model.bn.bias.copy_(torch.tensor([0.1, 0.2, 0.3]))
@@ -39,8 +41,12 @@ def _setup():
 
 def _owned(model, unit):
     """Every parameter element channel ``unit`` owns: filter, BN affine, consumer column."""
-    return [model.conv.weight[unit], model.bn.weight[unit], model.bn.bias[unit],
-            model.head.weight[:, unit]]
+    return [
+        model.conv.weight[unit],
+        model.bn.weight[unit],
+        model.bn.bias[unit],
+        model.head.weight[:, unit],
+    ]
 
 
 def test_l1_and_l2_sum_over_coupled_layers():
@@ -78,8 +84,12 @@ def test_taylor_is_squared_group_sum_averaged_over_batches():
 
 
 def _param_index(model, u):
-    return [(model.conv.weight, u), (model.bn.weight, u), (model.bn.bias, u),
-            (model.head.weight, (slice(None), u))]
+    return [
+        (model.conv.weight, u),
+        (model.bn.weight, u),
+        (model.bn.bias, u),
+        (model.head.weight, (slice(None), u)),
+    ]
 
 
 def test_taylor_param_variant_sums_squares():

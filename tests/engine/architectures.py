@@ -13,11 +13,13 @@ class Fire(nn.Module):
         super().__init__()
         norm = nn.BatchNorm2d if bn else (lambda c: nn.Identity())
         self.squeeze = nn.Sequential(nn.Conv2d(cin, squeeze, 1), norm(squeeze), nn.ReLU())
-        self.expand1x1 = nn.Sequential(nn.Conv2d(squeeze, 4 * squeeze, 1), norm(4 * squeeze),
-                                       nn.ReLU())
+        self.expand1x1 = nn.Sequential(
+            nn.Conv2d(squeeze, 4 * squeeze, 1), norm(4 * squeeze), nn.ReLU()
+        )
         groups = squeeze if grouped else 1
         self.expand3x3 = nn.Sequential(
-            nn.Conv2d(squeeze, 4 * squeeze, 3, padding=1, groups=groups), norm(4 * squeeze),
+            nn.Conv2d(squeeze, 4 * squeeze, 3, padding=1, groups=groups),
+            norm(4 * squeeze),
             nn.ReLU(),
         )
 
@@ -33,8 +35,9 @@ class SqueezeNet(nn.Module):
         super().__init__()
         norm = nn.BatchNorm2d if bn else (lambda c: nn.Identity())
         w = width
-        self.conv1 = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), norm(16), nn.ReLU(),
-                                   nn.MaxPool2d(3, 2, ceil_mode=True))
+        self.conv1 = nn.Sequential(
+            nn.Conv2d(3, 16, 3, padding=1), norm(16), nn.ReLU(), nn.MaxPool2d(3, 2, ceil_mode=True)
+        )
         self.fire2 = Fire(16, w, grouped, bn)
         self.fire3 = Fire(8 * w, w, grouped, bn)
         self.pool = nn.MaxPool2d(3, 2, ceil_mode=True)
@@ -56,8 +59,9 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(cout)
         self.down = None
         if stride != 1 or cin != cout:
-            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
-                                      nn.BatchNorm2d(cout))
+            self.down = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.relu(self.bn1(self.conv1(x)))
@@ -70,8 +74,9 @@ class ResNet(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16),
-                                  nn.ReLU())
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()
+        )
         self.layer1 = BasicBlock(16, 16, 1)
         self.layer2 = BasicBlock(16, 32, 2)
         self.fc = nn.Linear(32, 10)
@@ -87,10 +92,14 @@ class InvertedResidual(nn.Module):
         hidden = cin * expand
         self.use_res = stride == 1 and cin == cout
         self.block = nn.Sequential(
-            nn.Conv2d(cin, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(),
+            nn.Conv2d(cin, hidden, 1, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU6(),
             nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False),
-            nn.BatchNorm2d(hidden), nn.ReLU6(),
-            nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU6(),
+            nn.Conv2d(hidden, cout, 1, bias=False),
+            nn.BatchNorm2d(cout),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -103,8 +112,9 @@ class MobileNetV2(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16),
-                                  nn.ReLU6())
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU6()
+        )
         self.blocks = nn.Sequential(
             InvertedResidual(16, 16, 1), InvertedResidual(16, 24, 2), InvertedResidual(24, 24, 1)
         )

@@ -38,8 +38,9 @@ def test_prune_is_exact_and_equivalent(arch: str, criterion: str, scope: str, le
         pytest.skip("bn_scale needs BatchNorm in every group (its error is tested below)")
     model, x = _build(arch)
     shape = tuple(x.shape)
-    pruner = pk.Pruner(model, x, criterion=criterion, target=pk.Target(params=level),
-                       steps=2, scope=scope, seed=0)
+    pruner = pk.Pruner(
+        model, x, criterion=criterion, target=pk.Target(params=level), steps=2, scope=scope, seed=0
+    )
     while not pruner.done:
         if pruner.needs_grad:
             model.train()
@@ -108,8 +109,7 @@ def test_exact_channels_removed_by_l1():
         model.stem[1].bias[[1, 5, 9, 13]] = 0
         model.layer2.conv1.weight[:, [1, 5, 9, 13]] = 0
         model.layer2.down[0].weight[:, [1, 5, 9, 13]] = 0
-    pruner = pk.Pruner(model, x, criterion="l1", target=pk.Target(channels=0.04),
-                       scope="global")
+    pruner = pk.Pruner(model, x, criterion="l1", target=pk.Target(channels=0.04), scope="global")
     report = pruner.step()
     # the stem, layer1's residual and both consumers lose exactly channels 1, 5, 9, 13
     assert sorted(report.removed["stem.0"]["out"]) == [1, 5, 9, 13]
@@ -132,8 +132,9 @@ def test_output_layers_are_never_pruned():
 
 def test_ignored_layers_keep_their_channels():
     model, x = _build("squeezenet")
-    pruner = pk.Pruner(model, x, criterion="l1", target=pk.Target(params=0.3),
-                       ignored_layers=[model.conv1[0]])
+    pruner = pk.Pruner(
+        model, x, criterion="l1", target=pk.Target(params=0.3), ignored_layers=[model.conv1[0]]
+    )
     pruner.step()
     assert model.conv1[0].out_channels == 16
 
@@ -141,8 +142,9 @@ def test_ignored_layers_keep_their_channels():
 def test_round_to_keeps_multiples():
     model = SqueezeNet(width=8).eval()
     x = torch.randn(1, 3, 32, 32)
-    pruner = pk.Pruner(model, x, criterion="l1", target=pk.Target(params=0.3), round_to=4,
-                       scope="global")
+    pruner = pk.Pruner(
+        model, x, criterion="l1", target=pk.Target(params=0.3), round_to=4, scope="global"
+    )
     report = pruner.step()
     assert report.achieved["params"] >= 0.3
     for name, (before, after) in report.layers.items():
@@ -152,8 +154,9 @@ def test_round_to_keeps_multiples():
 
 def test_min_channels_is_respected():
     model, x = _build("resnet")
-    pruner = pk.Pruner(model, x, criterion="l1", target=pk.Target(channels=0.7),
-                       min_channels=6, scope="global")
+    pruner = pk.Pruner(
+        model, x, criterion="l1", target=pk.Target(channels=0.7), min_channels=6, scope="global"
+    )
     pruner.step()
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
@@ -204,8 +207,15 @@ def test_untraceable_model_names_the_module():
 def test_steps_follow_the_linear_schedule():
     model = SqueezeNet(width=8).eval()
     x = torch.randn(1, 3, 32, 32)
-    pruner = pk.Pruner(model, x, criterion="l1", schedule="linear",
-                       target=pk.Target(params=0.5), steps=5, scope="global")
+    pruner = pk.Pruner(
+        model,
+        x,
+        criterion="l1",
+        schedule="linear",
+        target=pk.Target(params=0.5),
+        steps=5,
+        scope="global",
+    )
     achieved = [pruner.step().achieved["params"] for _ in range(5)]
     for k, value in enumerate(achieved, start=1):
         assert value == pytest.approx(0.5 * k / 5, abs=0.02)
@@ -216,8 +226,15 @@ def test_steps_follow_the_linear_schedule():
 def test_constant_schedule_removes_equal_channel_counts():
     model = SqueezeNet(width=8).eval()
     x = torch.randn(1, 3, 32, 32)
-    pruner = pk.Pruner(model, x, criterion="l1", schedule="constant",
-                       target=pk.Target(params=0.4), steps=4, scope="global")
+    pruner = pk.Pruner(
+        model,
+        x,
+        criterion="l1",
+        schedule="constant",
+        target=pk.Target(params=0.4),
+        steps=4,
+        scope="global",
+    )
     counts = [pruner.step().channels for _ in range(4)]
     removed = [a - b for a, b in zip([pruner.base["channels"], *counts[:-1]], counts)]
     assert max(removed[:3]) - min(removed[:3]) <= 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 import prunekit as pk
@@ -22,7 +24,7 @@ def test_cumulative_fractions(name, expected):
     got = [schedule.fraction(k, 4, 0.4) for k in range(1, 5)]
     assert got == pytest.approx(expected)
     assert got[-1] == pytest.approx(0.4)
-    assert all(a <= b + 1e-12 for a, b in zip(got, got[1:]))
+    assert all(a <= b + 1e-12 for a, b in itertools.pairwise(got))
 
 
 def test_constant_spreads_channels():
