@@ -192,7 +192,6 @@ class FaceTask(pk.Task):
         if self._train is not None:
             return
         cfg, seed = self.data_cfg, int(self.config.get("seed", 0))
-        quiet = bool(self.config.get("quiet", False))
         prep = self._preprocess()
         if self.source == "synthetic":
             n_id = int(cfg["synthetic_identities"])
@@ -207,24 +206,31 @@ class FaceTask(pk.Task):
                 self._lfw_root(), eval_folds=cfg["eval_folds"], min_images=int(cfg["min_images"])
             )
             train = load_images(
-                lfw.train_paths, prep, on_bad_image=cfg["on_bad_image"], progress=not quiet
+                lfw.train_paths, prep, on_bad_image=cfg["on_bad_image"], progress=self.show_progress
             )
-            keep = _kept(lfw.train_paths, train.paths)
-            train_x, train_y = train.images, lfw.train_labels[keep]
+            train_x, train_y = train.images, lfw.train_labels[train.indices]
             evaluation = load_images(
-                lfw.pair_paths(), prep, on_bad_image="fail", progress=not quiet
+                lfw.pair_paths(), prep, on_bad_image="fail", progress=self.show_progress
             )
             eval_x, pairs = evaluation.images, lfw.pairs
         else:
             every = IdentityFolders.scan(self._root())  # type: ignore[arg-type]
             train_ids, eval_ids = every.split(int(cfg["eval_identities"]), seed)
             train = load_images(
-                train_ids.paths, prep, on_bad_image=cfg["on_bad_image"], progress=not quiet
+                train_ids.paths, prep, on_bad_image=cfg["on_bad_image"], progress=self.show_progress
             )
-            train_x, train_y = train.images, train_ids.labels[_kept(train_ids.paths, train.paths)]
-            evaluation = load_images(eval_ids.paths, prep, on_bad_image="fail", progress=not quiet)
+            train_x, train_y = train.images, train_ids.labels[train.indices]
+            evaluation = load_images(
+                eval_ids.paths, prep, on_bad_image="fail", progress=self.show_progress
+            )
             eval_x = evaluation.images
             pairs = _balanced(eval_ids.labels, int(cfg["eval_pairs"]), seed)
+        if self.source != "synthetic" and train.skipped:
+            warnings.warn(
+                f"skipped {len(train.skipped)} unreadable training images "
+                f"(data.on_bad_image=skip), e.g. {train.skipped[0]}",
+                stacklevel=2,
+            )
         # labels must be 0..K-1 for the classifier head
         _, train_y = np.unique(np.asarray(train_y), return_inverse=True)
         self.num_classes = int(train_y.max()) + 1
@@ -396,12 +402,3 @@ def _balanced(labels: np.ndarray, n_pairs: int, seed: int) -> Pairs:
     i, j, same = balanced_pairs(np.asarray(labels), n_pairs, seed)
     fold = np.random.default_rng(seed).integers(0, 10, len(same))
     return Pairs(tuple(str(k) for k in range(len(labels))), i, j, same, fold)
-
-
-def _kept(wanted: tuple[Path, ...], kept: tuple[Path, ...]) -> np.ndarray:
-    """Indices of ``kept`` within ``wanted`` (images dropped by on_bad_image=skip vanish)."""
-    if len(wanted) == len(kept):
-        return np.arange(len(wanted))
-    position = {p: i for i, p in enumerate(wanted)}
-    warnings.warn(f"skipped {len(wanted) - len(kept)} unreadable images", stacklevel=2)
-    return np.asarray([position[p] for p in kept], dtype=np.int64)
