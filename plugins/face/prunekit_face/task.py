@@ -69,7 +69,7 @@ QUICK: dict[str, Any] = {
     "data": {
         "source": "auto",
         "root": None,  # default: $PRUNEKIT_DATA
-        "size": 64,
+        "size": 48,
         "eval_folds": [0, 1, 2, 3, 4],  # LFW folds evaluated; training uses people outside
         "min_images": 2,
         "eval_identities": 10,  # folders: identities held out for evaluation
@@ -78,10 +78,10 @@ QUICK: dict[str, Any] = {
         "synthetic_images": 12,
         "on_bad_image": "fail",  # or "skip" (counted and reported)
         "batch_size": 64,
-        "flip_fusion": True,
+        "flip_fusion": False,  # the paper preset fuses flips
     },
     "train": {"head": "softmax", "momentum": 0.9, "weight_decay": 5e-4},
-    "baseline": {"epochs": 6, "lr": 0.05, "checkpoint": None},
+    "baseline": {"epochs": 6, "lr": 0.1, "checkpoint": None},
     "prune": {
         "criterion": "taylor",
         "schedule": "linear",
@@ -96,7 +96,7 @@ QUICK: dict[str, Any] = {
 #: the SqueezerFaceNet paper's setting: 113x113, its optimiser, Taylor scores averaged over a
 #: whole epoch, a constant number of filters removed per iteration
 PAPER: dict[str, Any] = {
-    "data": {"size": 113, "batch_size": 128},
+    "data": {"size": 113, "batch_size": 128, "flip_fusion": True},
     "baseline": {"epochs": 30, "lr": 0.01},
     "prune": {
         "criterion": "taylor",
