@@ -87,16 +87,19 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _launch(args: argparse.Namespace, out: Path, fresh: bool, world: World) -> int:
-    """``prunekit run --nproc N``: these very arguments in N processes (torchrun's way)."""
+    """``prunekit run --nproc N``: these very arguments again in N processes, as torchrun runs
+    them; a new run's directory is fixed here so that every process uses the same."""
     if world.size > 1:
         raise PrunekitError(
             f"--nproc {args.nproc} disagrees with torchrun's {world.size} processes: drop --nproc"
         )
     if args.nproc < 1:
         raise PrunekitError(f"--nproc {args.nproc} is out of range: give an integer >= 1")
+    argv = args.argv
     if fresh:
         RunDir(out).ensure_new()  # the config is valid too: fail here, before any process starts
-    return launch(args.nproc, [*args.argv, *([] if args.out or not fresh else ["--out", str(out)])])
+        argv = [*argv, "--out", str(out)]
+    return launch(args.nproc, argv)
 
 
 def _compare(args: argparse.Namespace) -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -113,18 +112,24 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise PrunekitError(f"checkpoint {path} does not exist: check the path")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
+    except pickle.UnpicklingError:  # torch's text advises weights_only=False: not here
         raise PrunekitError(
             f"checkpoint {path} holds objects other than tensors and plain data (a pickle "
-            f"payload?); refusing to load it: {str(exc).splitlines()[0]}"
+            "payload?); refusing to load it: use a checkpoint written by prunekit.save"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
+    except Exception as exc:  # damaged bytes make torch.load raise nearly anything (fuzzed)
         raise PrunekitError(
             f"checkpoint {path} is truncated or corrupt ({type(exc).__name__}); "
             "use an earlier checkpoint or re-create it"
         ) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise PrunekitError(f"{path} is not a prunekit checkpoint: save it with prunekit.save")
+    for key in ("model", "architecture", "meta", "extra"):
+        if not isinstance(data.get(key), dict):
+            raise PrunekitError(
+                f"checkpoint {path} is corrupt: its {key!r} is missing or not a mapping; use an "
+                "earlier checkpoint or re-create it"
+            )
     return data
 
 

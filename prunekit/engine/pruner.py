@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from tabulate import tabulate
 from torch import nn
 
@@ -179,6 +180,19 @@ class Pruner:
         self.criterion.accumulate(self.groups)
         for p in self.model.parameters():
             p.grad = None
+
+    def all_reduce(self) -> None:
+        """Sum the criterion's statistics over the processes of ``torch.distributed``'s default
+        group, so that every data-parallel process prunes the same channels; call it before
+        :meth:`step` (a no-op outside a process group)."""
+        stats = self.criterion.statistics()
+        if not stats or not (dist.is_available() and dist.is_initialized()):
+            return
+        device = torch.device("cuda") if dist.get_backend() == "nccl" else torch.device("cpu")
+        flat = torch.cat([t.reshape(-1).double() for t in stats]).to(device)
+        dist.all_reduce(flat)  # one message for all the statistics
+        for t, summed in zip(stats, flat.cpu().split([t.numel() for t in stats]), strict=True):
+            t.copy_(summed.view_as(t))
 
     # ------------------------------------------------------------------ pruning
     def step(self) -> StepReport:

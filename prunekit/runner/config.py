@@ -108,8 +108,14 @@ def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
     for dotted, value in flat.items():
         *parents, leaf = dotted.split(".")
         node = nested
-        for part in parents:
+        for depth, part in enumerate(parents, start=1):
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                parent = ".".join(parents[:depth])
+                raise PrunekitError(
+                    f"config key {dotted!r} cannot be set: {parent!r} is already set to "
+                    f"{node!r}, not a mapping; drop one of the two"
+                )
         node[leaf] = value
     return nested
 
@@ -117,9 +123,14 @@ def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """A YAML config file as a dict; errors name the file, line and column."""
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise PrunekitError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise PrunekitError(
+            f"config file {path}, line {line}, is not UTF-8 text: save it as UTF-8"
+        ) from exc
     try:
         data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:

@@ -8,8 +8,12 @@ from contextlib import contextmanager
 from types import FrameType
 
 
-class Interrupted(Exception):
-    """SIGINT or SIGTERM arrived; checkpoints written so far are complete (they are atomic)."""
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived; checkpoints written so far are complete (they are atomic).
+
+    Like ``KeyboardInterrupt``, it is no ``Exception``: no ``except Exception`` may take an
+    interrupt for a failure (a corrupt checkpoint, an untraceable model).
+    """
 
 
 @contextmanager

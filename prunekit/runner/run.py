@@ -24,6 +24,7 @@ from prunekit.errors import PrunekitError
 from prunekit.latency import measure_latency
 from prunekit.registry import TASKS
 from prunekit.reporting import run_plot, run_table
+from prunekit.runner.distributed import World, joined
 from prunekit.runner.rundir import RunDir, copy_atomic, default_root
 from prunekit.runner.seeding import rng_state, seed_everything, set_rng_state, torch_settings
 from prunekit.tasks.base import Task
@@ -53,11 +54,14 @@ def start(
     ``baseline`` is a checkpoint written by :func:`make_baseline` to start from instead of
     preparing the baseline again (``prunekit compare`` shares one across its runs).
     """
-    run_dir = RunDir(out or default_root(config["task"], config["prune"]["criterion"]))
-    run_dir.ensure_new()
-    with torch_settings(config["threads"]):
-        session = _Session(config, quiet, echo, checkpoint=baseline)  # may raise: no files yet
-        run_dir.write_config(config)
+    with torch_settings(config["threads"]), joined(config["device"]) as world:
+        out = world.share(out or default_root(config["task"], config["prune"]["criterion"]))
+        run_dir = RunDir(out)
+        if world.is_main:
+            run_dir.ensure_new()
+        session = _Session(config, quiet, echo, world, baseline)  # may raise: no files yet
+        if world.is_main:
+            run_dir.write_config(config)
         session.banner(run_dir)
         return session.run(run_dir)
 
@@ -66,8 +70,8 @@ def resume(path: Path, *, quiet: bool = False, echo: Echo = print) -> RunResult:
     """Continue the run in ``path`` from its last checkpoint (a finished run is re-reported)."""
     run_dir = RunDir(Path(path))
     config = run_dir.read_config()
-    with torch_settings(config["threads"]):
-        session = _Session(config, quiet, echo, checkpoint=run_dir.latest_checkpoint())
+    with torch_settings(config["threads"]), joined(config["device"]) as world:
+        session = _Session(config, quiet, echo, world, run_dir.latest_checkpoint())
         session.banner(run_dir)
         return session.run(run_dir)
 
@@ -85,17 +89,25 @@ def make_baseline(
 
 class _Session:
     """One process's view of a run: the task, the model and the pruner, built from a config
-    and optionally a checkpoint."""
+    and optionally a checkpoint. In a data-parallel run (see :mod:`~prunekit.runner.distributed`)
+    every rank trains and scores its share of the data; rank 0 alone evaluates and writes."""
 
     def __init__(
-        self, config: dict[str, Any], quiet: bool, echo: Echo, checkpoint: Path | None = None
+        self,
+        config: dict[str, Any],
+        quiet: bool,
+        echo: Echo,
+        world: World | None = None,
+        checkpoint: Path | None = None,
     ) -> None:
-        self.config, self.echo = config, echo
+        self.config, self.world = config, world or World()
+        self.echo = echo if self.world.is_main else _silent
         self.prune = config["prune"]
         seed_everything(config["seed"])
         self.device = _device(config["device"])
         self.task = TASKS.get(config["task"])(config, self.device)
-        self.task.show_progress = not quiet
+        self.task.show_progress = not quiet and self.world.is_main
+        self.world.shard(self.task)
         self.model = self.task.build_model()
         self.history: list[dict[str, Any]] = []
         self.run_dir: RunDir | None = None  # set by run()
@@ -127,6 +139,7 @@ class _Session:
         )
         if state is not None and state["pruner"] is not None:
             self.pruner.load_state_dict(state["pruner"])
+        self.trained = self.world.wrap(self.model)  # what training sees: DDP in data-parallel runs
 
     # ------------------------------------------------------------------ the loop
     def run(self, run_dir: RunDir) -> RunResult:
@@ -134,15 +147,18 @@ class _Session:
         self.run_dir = run_dir
         if not self.history:
             self.history = [self.prepare_baseline()]
-        if run_dir.latest_checkpoint() is None:
-            self.save(run_dir.checkpoint(0), self.history)
-        run_dir.write_log(self.history)  # the checkpoint is the truth, even after a crash
+        if self.world.is_main:
+            if run_dir.latest_checkpoint() is None:
+                self.save(run_dir.checkpoint(0), self.history)
+            run_dir.write_log(self.history)  # the checkpoint is the truth, even after a crash
         self.echo(self._line(self.history[0]))
         while not self.pruner.done and self._tolerated(self.history[-1]):
             record = self._step()
             self.history.append(record)
-            self.save(run_dir.checkpoint(record["step"]), self.history)
-            run_dir.append_log(record)
+            if self.world.is_main:
+                self.save(run_dir.checkpoint(record["step"]), self.history)
+                run_dir.append_log(record)
+            self.world.barrier()
             self.echo(self._line(record))
         return self._finish()
 
@@ -150,7 +166,7 @@ class _Session:
         """Bring the model to its starting point with the task's recipe; the step-0 record."""
         started = time.perf_counter()
         seed_everything(self.config["seed"])
-        how = self.task.prepare_baseline(self.model)
+        how = self.task.prepare_baseline(self.trained)
         return {**self._record(0, None, None, started), "baseline": how}
 
     def _step(self) -> dict[str, Any]:
@@ -158,7 +174,9 @@ class _Session:
         started = time.perf_counter()
         seed_everything(self.config["seed"] + n)
         self._score(n)
+        self.pruner.all_reduce()  # every rank must choose the same channels
         report = self.pruner.step()
+        self.trained = self.world.wrap(self.model)  # the shapes changed
         loss = self._finetune(n)
         return self._record(n, report, loss, started)
 
@@ -169,6 +187,7 @@ class _Session:
         if self.prune["score_batches"] is not None:
             batches = itertools.islice(batches, self.prune["score_batches"])
         self.model.eval()  # score the model as it is: no BatchNorm statistics updates
+        self.model.zero_grad()  # fine-tuning's last gradients must not count as a score batch
         for batch in self.task.progress(batches, f"score {n}"):
             loss = self.task.loss(self.model, batch)
             self._check_finite(float(loss.detach()), f"step {n}: the scoring loss")
@@ -178,15 +197,19 @@ class _Session:
     def _finetune(self, n: int) -> float | None:
         loss = None
         if self.config["finetune"]["epochs"]:
-            optimizer = self.task.make_optimizer(self.model, self.config["finetune"]["lr"])
+            optimizer = self.task.make_optimizer(self.trained, self.config["finetune"]["lr"])
             for _ in range(self.config["finetune"]["epochs"]):
-                loss = self.task.train_epoch(self.model, optimizer)["loss"]
+                loss = self.task.train_epoch(self.trained, optimizer)["loss"]
                 self._check_finite(loss, f"step {n}: the fine-tuning loss")
         return loss
 
     def _record(
         self, step: int, report: pk.StepReport | None, train_loss: float | None, started: float
     ) -> dict[str, Any]:
+        """The step's record: sizes, latency and metrics, measured by rank 0 for every rank."""
+        self.world.sync_buffers(self.model)  # after training: the model rank 0 evaluates
+        if not self.world.is_main:  # rank 0 measures, the others take its record
+            return self.world.share({})
         if report is None:  # the baseline: nothing planned, nothing removed
             sizes = pk.measure(self.model, self.example)
             achieved = {"params": 0.0, "macs": 0.0, "channels": 0.0}
@@ -197,7 +220,7 @@ class _Session:
         latency = measure_latency(
             self.model, self.example, threads=self.config["threads"], **self.config["latency"]
         )
-        return {
+        record = {
             "step": step,
             "params": sizes["params"],
             "macs": sizes["macs"],
@@ -208,6 +231,7 @@ class _Session:
             "train_loss": train_loss,
             "wall_s": round(time.perf_counter() - started, 3),
         }
+        return self.world.share(record)
 
     def _tolerated(self, record: dict[str, Any]) -> bool:
         """Whether ``record``'s primary metric is within ``stop.max_drop`` of the baseline."""
@@ -229,27 +253,36 @@ class _Session:
     # ------------------------------------------------------------------ output
     def save(self, path: Path, history: list[dict[str, Any]]) -> None:
         extra = {f"task.{k}": v for k, v in self.task.state_dict().items()}
-        pk.save(
-            path,
-            self.model,
-            # the baseline carries no pruning state, so runs with any criterion can share it
-            pruner=self.pruner if self.pruner.step_index else None,
-            meta={"task": self.config["task"], "config": self.config, "history": history},
-            extra={**extra, **rng_state()},
-        )
+        try:
+            pk.save(
+                path,
+                self.model,
+                # the baseline carries no pruning state, so runs with any criterion can share it
+                pruner=self.pruner if self.pruner.step_index else None,
+                meta={"task": self.config["task"], "config": self.config, "history": history},
+                extra={**extra, **rng_state()},
+            )
+        except OSError as exc:  # a full disk, a lost mount: pk.save left earlier files intact
+            raise PrunekitError(
+                f"cannot write checkpoint {path} ({exc.strerror or exc}): the run stopped and its "
+                "earlier checkpoints are intact; free some disk space, then resume it"
+            ) from exc
 
     def _finish(self) -> RunResult:
         run_dir, history = self.run_dir, self.history
         best = [r for r in history if self._tolerated(r)][-1]
-        copy_atomic(run_dir.checkpoint(history[-1]["step"]), run_dir.final)
-        copy_atomic(run_dir.checkpoint(best["step"]), run_dir.best)
         primary, target = self.task.primary_metric, self.pruner.target.metric
-        title = f"{self.config['task']} / {self.prune['criterion']}"
-        table = run_table(history, primary, target).render("github")
-        run_dir.report.write_text(
-            f"# {title}\n\n{self._settings()}\n\n{table}\n![{primary} vs parameters](curve.png)\n"
-        )
-        run_plot(history, primary, run_dir.curve, title)
+        if self.world.is_main:
+            copy_atomic(run_dir.checkpoint(history[-1]["step"]), run_dir.final)
+            copy_atomic(run_dir.checkpoint(best["step"]), run_dir.best)
+            title = f"{self.config['task']} / {self.prune['criterion']}"
+            table = run_table(history, primary, target).render("github")
+            run_dir.report.write_text(
+                f"# {title}\n\n{self._settings()}\n\n{table}\n"
+                f"![{primary} vs parameters](curve.png)\n"
+            )
+            run_plot(history, primary, run_dir.curve, title)
+        self.world.barrier()
         stopped = best is not history[-1]
         if stopped:
             self.echo(
@@ -296,6 +329,10 @@ def evaluate(task: Task, model: nn.Module) -> dict[str, float]:
             f"metric {task.primary_metric!r}"
         )
     return metrics
+
+
+def _silent(_message: str) -> None:
+    """The echo of ranks other than 0."""
 
 
 def _device(name: str) -> torch.device:

@@ -325,8 +325,12 @@ class FaceTask(pk.Task):
     # ------------------------------------------------------------------ baseline
     def prepare_baseline(self, model: nn.Module) -> str:
         cfg = self.config["baseline"]
+        model = getattr(model, "module", model)  # under DDP, the wrapped network
         if cfg.get("checkpoint"):
+            # a run's checkpoint: the network plus the classifier head saved beside it
             pk.load(cfg["checkpoint"], model)
+            extra = pk.read_checkpoint(cfg["checkpoint"])["extra"]
+            self.load_state_dict({k[5:]: v for k, v in extra.items() if k.startswith("task.")})
             return f"loaded {cfg['checkpoint']}"
         epochs, lr = int(cfg["epochs"]), float(cfg["lr"])
         if self.config["model"].get("pretrained"):
@@ -344,9 +348,9 @@ class FaceTask(pk.Task):
         sched = torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=lr, total_steps=total, pct_start=0.15
         )
-        for _ in range(epochs):
+        for epoch in range(epochs):
             model.train()
-            for batch in self.train_batches():
+            for batch in self.progress(self.train_batches(), f"baseline {epoch + 1}/{epochs}"):
                 optimizer.zero_grad(set_to_none=True)
                 loss = self.loss(model, batch)
                 if not torch.isfinite(loss):
@@ -366,7 +370,7 @@ class FaceTask(pk.Task):
         out = []
         bs = 256
         for start in range(0, len(images), bs):
-            x = torch.as_tensor(np.ascontiguousarray(images[start : start + bs]))
+            x = torch.from_numpy(np.array(images[start : start + bs]))  # a writable copy
             x = self._normalize(x.permute(0, 3, 1, 2).to(self.device).float())
             e = model(x)
             if self.data_cfg["flip_fusion"]:
