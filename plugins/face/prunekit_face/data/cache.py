@@ -168,7 +168,8 @@ def _decode(
 
 def _fail(path: Path, reason: object) -> NoReturn:
     raise PrunekitError(
-        f"bad image {path} ({reason}); delete or replace it, or drop it with on_bad_image='skip' (CLI: --set data.on_bad_image=skip)"
+        f"bad image {path} ({reason}); delete or replace it, or drop it with "
+        "on_bad_image='skip' (CLI: --set data.on_bad_image=skip)"
     )
 
 
