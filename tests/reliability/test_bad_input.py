@@ -171,7 +171,8 @@ def test_corrupt_image_fails_by_default(cli, tmp_path, faces_with_a_bad_image):
     error_line(
         face_run(cli, root, out, "data.source=folders", "data.eval_identities=2"),
         f"bad image {bad} (",
-        "delete or replace it, or drop it with on_bad_image='skip' (CLI: --set data.on_bad_image=skip)",
+        "delete or replace it, or drop it with on_bad_image='skip' "
+        "(CLI: --set data.on_bad_image=skip)",
     )
     assert_no_checkpoint(out)
 
