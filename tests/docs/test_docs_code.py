@@ -28,6 +28,7 @@ import io
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -211,6 +212,8 @@ def test_shell_commands_match_the_cli(tmp_path, monkeypatch):
     for block in all_blocks():  # config files the commands name, e.g. --config my-config.yaml
         if block.lang == "yaml" and (block.title or "").endswith(".yaml"):
             (tmp_path / block.title).write_text(block.code)
+    # commands run from the repository root name its shipped configs
+    shutil.copytree(ROOT / "plugins" / "face" / "configs", tmp_path / "plugins/face/configs")
     failing = {  # commands a page shows failing on purpose (their output block is checked)
         b.title[2:]
         for b in all_blocks()
