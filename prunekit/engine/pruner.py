@@ -122,7 +122,6 @@ class Pruner:
         if not isinstance(min_channels, int) or min_channels < 1:
             raise PrunekitError(f"min_channels={min_channels!r} is out of range: give an int >= 1")
         self.model = model
-        self.example_inputs = example_inputs
         self.target = Target.parse(target)
         self.criterion = make_criterion(criterion, seed, criterion_options)
         self.criterion_name = criterion if isinstance(criterion, str) else type(criterion).__name__

@@ -143,7 +143,6 @@ class FaceTask(pk.Task):
         self._train: BatchLoader | None = None
         self._eval: tuple[np.ndarray, Pairs] | None = None
         self.head: nn.Module | None = None
-        self.synthetic = self.source == "synthetic"
 
     # ------------------------------------------------------------------ data
     def _root(self) -> Path | None:
@@ -234,7 +233,6 @@ class FaceTask(pk.Task):
         # labels must be 0..K-1 for the classifier head
         _, train_y = np.unique(np.asarray(train_y), return_inverse=True)
         self.num_classes = int(train_y.max()) + 1
-        self.num_train = len(train_y)
         self._train = BatchLoader(
             train_x,
             train_y,
@@ -264,9 +262,6 @@ class FaceTask(pk.Task):
         assert self._train is not None
         self._train.set_epoch(int(torch.randint(0, 2**31 - 1, (1,))))
         return self._train
-
-    def score_batches(self) -> Iterable[Any]:
-        return self.train_batches()
 
     # ------------------------------------------------------------------ model and loss
     def build_model(self) -> nn.Module:
