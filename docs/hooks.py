@@ -59,8 +59,9 @@ DESCRIPTIONS: dict[str, str] = {
     "prune.steps": "Pruning steps; each one scores, prunes, fine-tunes and evaluates.",
     "prune.scope": "`local`: every channel group loses the same fraction; `global`: the "
     "lowest-scoring units across all groups go first.",
-    "prune.round_to": "Keep a multiple of this many units in every pruned group; `null` = no "
-    "rounding.",
+    "prune.round_to": "Keep a multiple of this many units in every pruned group; `auto` = 8 in "
+    "groups of 64 units or more (fast kernels, see [Results](results.md#realized-speed-on-cpu)), "
+    "`null` = no rounding.",
     "prune.min_channels": "Fewest units any group keeps.",
     "prune.score_batches": "Batches of `Task.score_batches()` scored before each step by a "
     "gradient criterion; `null` = one whole epoch.",

@@ -1,4 +1,4 @@
-"""The ``prunekit`` command line: list, run, compare, report, eval, export.
+"""The ``prunekit`` command line: list, run, compare, report, eval, latency, export.
 
 Every :class:`~prunekit.PrunekitError` becomes one line ``prunekit: error: ...`` and exit
 status 2; an interrupted command exits with 130.
@@ -21,6 +21,7 @@ from prunekit.runner.config import parse_target, resolve
 from prunekit.runner.distributed import World, launch
 from prunekit.runner.interrupt import Interrupted, raise_on_signals
 from prunekit.runner.rundir import RunDir, default_root
+from prunekit.runner.speed import speed_table
 
 KINDS = ("tasks", "criteria", "schedules")
 
@@ -138,6 +139,26 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _latency(args: argparse.Namespace) -> int:
+    batches = _int_list(args.batch, "--batch")
+    table = speed_table(Path(args.folder), batches, args.threads, args.device, repeats=args.repeats)
+    text = table.render(args.format)
+    if args.out:
+        Path(args.out).write_text(text)
+    print(text, end="")
+    return 0
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise PrunekitError(f"{flag} {text!r} is not a list of positive integers: e.g. 1,32")
+    return values
+
+
 def _export(args: argparse.Namespace) -> int:
     out = export.export(Path(args.source), args.format, args.out and Path(args.out), args.task)
     print(f"exported {out} (matches PyTorch to {export.TOLERANCE:g} on random inputs)")
@@ -213,6 +234,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--task", help="task, for checkpoints that do not name theirs")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(command=_eval)
+
+    p = sub.add_parser("latency", help="time every checkpoint of a run or comparison")
+    p.add_argument("folder", metavar="RUN_DIR|COMPARE_DIR")
+    p.add_argument("--batch", default="1,32", help="batch sizes (default 1,32)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--repeats", type=int, default=9, help="timed passes per batch size")
+    p.add_argument("--format", choices=FORMATS, default="plain")
+    p.add_argument("--out", metavar="FILE", help="also write the table to FILE")
+    p.set_defaults(command=_latency)
 
     p = sub.add_parser("export", help="export a checkpoint to ONNX or torch.export (.pt2)")
     p.add_argument("source", metavar="RUN_DIR|CHECKPOINT")

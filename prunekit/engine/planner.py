@@ -23,30 +23,47 @@ from prunekit.engine.groups import ChannelGroup
 Plan = dict[int, list[int]]  # group index -> units to remove
 
 
+#: ``round_to="auto"``: groups of at least ``AUTO_MIN_UNITS`` units keep a multiple of
+#: ``AUTO_ROUND``. CPU (oneDNN) and GPU (cuDNN) convolutions run blocked kernels on channel
+#: counts that are multiples of 8; odd counts fall back to slower paths (measured in
+#: docs/results.md). Narrower groups are pruned unit by unit: there a chunk of 8 units is too
+#: coarse for a local step to land near its share of the target.
+AUTO_ROUND = 8
+AUTO_MIN_UNITS = 64
+
+RoundTo = int | str | None  # an int >= 1, "auto" or None (no rounding)
+
+
 @dataclass(frozen=True)
 class Limits:
     """Per-group constraints on the number of kept units."""
 
     min_channels: int = 1
-    round_to: int | None = None
+    round_to: RoundTo = "auto"
+
+    def rounding(self, n: int) -> int:
+        """The multiple a group of ``n`` units keeps."""
+        if self.round_to == "auto":
+            return AUTO_ROUND if n >= AUTO_MIN_UNITS else 1
+        return int(self.round_to or 1)
 
     def min_kept(self, n: int, floor: int = 1) -> int:
         """Fewest units a group of ``n`` may keep (``n`` if it cannot be pruned at all)."""
-        r = self.round_to or 1
+        r = self.rounding(n)
         low = max(floor, self.min_channels)
         low = math.ceil(low / r) * r
         return n if low >= n else low
 
     def kept_sequence(self, n: int, floor: int = 1) -> list[int]:
         """Allowed kept counts below ``n`` in decreasing order (each a multiple of round_to)."""
-        r = self.round_to or 1
+        r = self.rounding(n)
         low = self.min_kept(n, floor)
         first = (n - 1) // r * r
         return list(range(first, low - 1, -r)) if low < n else []
 
     def kept_at(self, n: int, fraction: float, floor: int = 1) -> int:
         """Units kept when removing ``fraction`` of ``n`` (local scope), rounded and clamped."""
-        r = self.round_to or 1
+        r = self.rounding(n)
         kept = r * round(n * (1.0 - fraction) / r)
         return n if kept >= n else max(self.min_kept(n, floor), kept)
 

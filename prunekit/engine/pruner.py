@@ -15,7 +15,7 @@ from torch import nn
 from prunekit.criteria.base import Criterion
 from prunekit.engine.groups import ROOT_TYPES, ChannelGroup, build_graph, find_groups
 from prunekit.engine.measure import mac_positions
-from prunekit.engine.planner import PLANNERS, CostModel, Limits, Plan
+from prunekit.engine.planner import PLANNERS, CostModel, Limits, Plan, RoundTo
 from prunekit.engine.target import METRICS, Target
 from prunekit.errors import PrunekitError
 from prunekit.registry import CRITERIA, SCHEDULES
@@ -107,7 +107,7 @@ class Pruner:
         steps: int = 1,
         scope: str = "local",
         ignored_layers: Sequence[nn.Module] = (),
-        round_to: int | None = None,
+        round_to: RoundTo = "auto",
         min_channels: int = 1,
         seed: int = 0,
         criterion_options: dict[str, Any] | None = None,
@@ -117,8 +117,12 @@ class Pruner:
             raise PrunekitError(f"steps={steps!r} is out of range: give an integer >= 1")
         if scope not in SCOPES:
             raise PrunekitError(f"scope={scope!r} is unknown: choose 'local' or 'global'")
-        if round_to is not None and (not isinstance(round_to, int) or round_to < 1):
-            raise PrunekitError(f"round_to={round_to!r} is out of range: give None or an int >= 1")
+        if round_to not in (None, "auto") and (
+            not isinstance(round_to, int) or isinstance(round_to, bool) or round_to < 1
+        ):
+            raise PrunekitError(
+                f"round_to={round_to!r} is out of range: give 'auto', None or an int >= 1"
+            )
         if not isinstance(min_channels, int) or min_channels < 1:
             raise PrunekitError(f"min_channels={min_channels!r} is out of range: give an int >= 1")
         self.model = model

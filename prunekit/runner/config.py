@@ -35,7 +35,7 @@ DEFAULTS: dict[str, Any] = {
         "target": {"params": 0.5},  # fraction to remove: one of params, macs, channels
         "steps": 4,
         "scope": "local",
-        "round_to": None,
+        "round_to": "auto",  # "auto", null or an int: see prunekit.engine.planner.AUTO_ROUND
         "min_channels": 1,
         "score_batches": None,  # batches scored per step; None = a whole epoch
     },
@@ -52,7 +52,6 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "baseline.epochs": (0, None),
     "baseline.lr": (0.0, None),
     "prune.steps": (1, None),
-    "prune.round_to": (1, None),
     "prune.min_channels": (1, None),
     "prune.score_batches": (1, None),
     "finetune.epochs": (0, None),
@@ -224,7 +223,9 @@ def _schema(task_cls: type[Task]) -> dict[str, Any]:
                 keep_none(value, merged[key])
         return merged
 
-    return keep_none(DEFAULTS, merge(DEFAULTS, task_cls.default_config()))
+    schema = keep_none(DEFAULTS, merge(DEFAULTS, task_cls.default_config()))
+    schema["prune"]["round_to"] = None  # a string or an int: checked by _check_round_to
+    return schema
 
 
 def _check_keys_and_types(layer: dict[str, Any], schema: dict[str, Any], source: str) -> None:
@@ -259,6 +260,7 @@ def _check_values(config: dict[str, Any], task_cls: type[Task]) -> None:
             allowed = ", ".join(CHOICES[path])
             raise PrunekitError(f"config key {path!r} must be one of {allowed}, got {value!r}")
     _check_target(config["prune"]["target"])
+    _check_round_to(config["prune"]["round_to"])
     CRITERIA.get(config["prune"]["criterion"])  # unknown names list the known ones
     SCHEDULES.get(config["prune"]["schedule"])
 
@@ -278,6 +280,13 @@ def _check_range(path: str, value: Any, bounds: tuple[Any, Any], default: Any) -
     if not ok:
         kind = "an integer" if integer else "a number"
         raise PrunekitError(f"config key {path!r} must be {kind} {allowed}, got {value!r}")
+
+
+def _check_round_to(value: Any) -> None:
+    if value not in (None, "auto") and not (_is_int(value) and value >= 1):
+        raise PrunekitError(
+            f"config key 'prune.round_to' must be 'auto', null or an integer >= 1, got {value!r}"
+        )
 
 
 def _describe_range(low: Any, high: Any, ge: str, le: str, left: str, right: str) -> str:

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 #: (numerator, denominator, goal) pairs the project tracks, as medians measured in one run
+#: (latency pairs are found by name, see ``_latency_lines``)
 RATIOS = [
     ("test_bench_fwd_bwd_accumulate", "test_bench_fwd_bwd_plain", 1.10),
     ("test_bench_step_prunekit", "test_bench_step_torch_pruning", 1.5),
-    ("test_bench_latency_pruned40", "test_bench_latency_unpruned", None),
 ]
 #: throughputs compared as images/s (extra_info), numerator must be >= goal x denominator
 THROUGHPUTS = [("test_bench_face_loader", "test_bench_face_train_step", 2.0)]
@@ -27,23 +27,16 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     session = getattr(config, "_benchmarksession", None)
     if session is None or session.disabled:
         return
-    medians = {b.name: b.stats.median for b in session.benchmarks if b.stats}
-    # latency ratios sit beside their MACs ratio (the goal: latency <= MACs + 0.10)
-    macs = {b.name: b.extra_info.get("macs") for b in session.benchmarks}
+    benchmarks = [b for b in session.benchmarks if b.stats]
+    medians = {b.name: b.stats.median for b in benchmarks}
     lines = []
     for num, den, goal in RATIOS:
         if num in medians and den in medians:
             ratio = medians[num] / medians[den]
-            verdict = ""
-            if goal is not None:
-                verdict = f" (goal <= {goal:.2f}: {'met' if ratio <= goal else 'NOT met'})"
-            if macs.get(num) and macs.get(den):
-                limit = macs[num] / macs[den] + 0.10
-                verdict = (
-                    f" (MACs ratio + 0.10 = {limit:.3f}: {'met' if ratio <= limit else 'NOT met'})"
-                )
-            lines.append(f"{num} / {den} = {ratio:.3f}{verdict}")
-    rates = {b.name: b.extra_info.get("images_per_s") for b in session.benchmarks}
+            verdict = "met" if ratio <= goal else "NOT met"
+            lines.append(f"{num} / {den} = {ratio:.3f} (goal <= {goal:.2f}: {verdict})")
+    lines += _latency_lines(benchmarks)
+    rates = {b.name: b.extra_info.get("images_per_s") for b in benchmarks}
     for num, den, goal in THROUGHPUTS:
         if rates.get(num) and rates.get(den):
             ratio = rates[num] / rates[den]
@@ -53,3 +46,21 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.write_sep("-", "prunekit benchmark ratios (medians)")
         for line in lines:
             terminalreporter.write_line(line)
+
+
+def _latency_lines(benchmarks) -> list[str]:
+    """Each pruned model's latency over its parent's at the same batch size, beside the goal:
+    never slower than the parent, and at most its MACs ratio + 0.10."""
+    parents = {
+        b.extra_info["batch"]: b for b in benchmarks if b.name.startswith("test_bench_latency_unp")
+    }
+    lines = []
+    for b in benchmarks:
+        parent = parents.get(b.extra_info.get("batch"))
+        if not b.name.startswith("test_bench_latency_pruned") or parent is None:
+            continue
+        ratio = b.stats.median / parent.stats.median
+        limit = min(1.0, b.extra_info["macs"] / parent.extra_info["macs"] + 0.10)
+        verdict = "met" if ratio <= limit else "NOT met"
+        lines.append(f"{b.name} / {parent.name} = {ratio:.3f} (goal <= {limit:.3f}: {verdict})")
+    return lines

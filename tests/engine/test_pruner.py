@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 import prunekit as pk
+from prunekit.engine.planner import AUTO_MIN_UNITS
 from tests.engine.architectures import ARCHITECTURES, SqueezeNet, randomize_norms
 from tests.engine.equivalence import assert_kept_weights_identical, masked_reference
 
@@ -39,8 +40,16 @@ CASES = [(a, c) for a in ARCHITECTURES for c in CRITERIA if not (c == "bn_scale"
 def test_prune_is_exact_and_equivalent(arch: str, criterion: str, scope: str, level: float):
     model, x = _build(arch)
     shape = tuple(x.shape)
+    # unit by unit (no rounding): the tightest test of the planner's arithmetic
     pruner = pk.Pruner(
-        model, x, criterion=criterion, target=pk.Target(params=level), steps=2, scope=scope, seed=0
+        model,
+        x,
+        criterion=criterion,
+        target=pk.Target(params=level),
+        steps=2,
+        scope=scope,
+        seed=0,
+        round_to=None,
     )
     while not pruner.done:
         if pruner.needs_grad:
@@ -110,7 +119,9 @@ def test_exact_channels_removed_by_l1():
         model.stem[1].bias[[1, 5, 9, 13]] = 0
         model.layer2.conv1.weight[:, [1, 5, 9, 13]] = 0
         model.layer2.down[0].weight[:, [1, 5, 9, 13]] = 0
-    pruner = pk.Pruner(model, x, criterion="l1", target=pk.Target(channels=0.04), scope="global")
+    pruner = pk.Pruner(
+        model, x, criterion="l1", target=pk.Target(channels=0.04), scope="global", round_to=None
+    )
     report = pruner.step()
     # the stem, layer1's residual and both consumers lose exactly channels 1, 5, 9, 13
     assert sorted(report.removed["stem.0"]["out"]) == [1, 5, 9, 13]
@@ -153,10 +164,35 @@ def test_round_to_keeps_multiples():
             assert after % 4 == 0, name
 
 
+@pytest.mark.parametrize("scope", ["local", "global"])
+def test_auto_rounding_keeps_multiples_of_8_in_wide_groups(scope: str):
+    model = SqueezeNet(width=8).eval()  # expand layers of 32 and 64 channels
+    x = torch.randn(1, 3, 32, 32)
+    pruner = pk.Pruner(model, x, criterion="l1", target="params=0.4", scope=scope)
+    report = pruner.step()
+    assert report.achieved["params"] >= 0.4
+    wide = {n: after for n, (before, after) in report.layers.items() if before >= AUTO_MIN_UNITS}
+    assert wide and all(after % 8 == 0 for after in wide.values()), report.layers
+
+
+def test_auto_rounding_prunes_narrow_groups_unit_by_unit():
+    model = SqueezeNet(width=8).eval()
+    pruner = pk.Pruner(model, torch.randn(1, 3, 32, 32), criterion="l1", target="params=0.4")
+    layers = pruner.step().layers
+    assert layers["fire4.expand1x1.0"] == [64, 48]  # 64 >= AUTO_MIN_UNITS: a multiple of 8
+    assert layers["fire2.expand1x1.0"] == [32, 23]  # narrower: unit by unit
+
+
 def test_min_channels_is_respected():
     model, x = _build("resnet")
     pruner = pk.Pruner(
-        model, x, criterion="l1", target=pk.Target(channels=0.7), min_channels=6, scope="global"
+        model,
+        x,
+        criterion="l1",
+        target=pk.Target(channels=0.7),
+        min_channels=6,
+        scope="global",
+        round_to=None,
     )
     pruner.step()
     for m in model.modules():
@@ -216,6 +252,7 @@ def test_steps_follow_the_linear_schedule():
         target=pk.Target(params=0.5),
         steps=5,
         scope="global",
+        round_to=None,
     )
     achieved = [pruner.step().achieved["params"] for _ in range(5)]
     for k, value in enumerate(achieved, start=1):
@@ -235,6 +272,7 @@ def test_constant_schedule_removes_equal_channel_counts():
         target=pk.Target(params=0.4),
         steps=4,
         scope="global",
+        round_to=None,
     )
     counts = [pruner.step().channels for _ in range(4)]
     removed = [a - b for a, b in zip([pruner.base["channels"], *counts[:-1]], counts)]

@@ -26,6 +26,18 @@ def test_precedence_defaults_task_file_flags_set(tmp_path):
     assert config["toy"]["noise"] == 2.0 and isinstance(config["toy"]["noise"], float)
 
 
+@pytest.mark.parametrize(("value", "expected"), [("auto", "auto"), ("null", None), ("8", 8)])
+def test_round_to_takes_auto_null_or_a_positive_integer(value, expected):
+    assert resolve("toy")["prune"]["round_to"] == "auto"
+    assert resolve("toy", sets=[f"prune.round_to={value}"])["prune"]["round_to"] == expected
+
+
+@pytest.mark.parametrize("value", ["0", "fast", "2.5", "true"])
+def test_round_to_refuses_anything_else(value):
+    with pytest.raises(PrunekitError, match=r"'prune\.round_to' must be 'auto', null or an int"):
+        resolve("toy", sets=[f"prune.round_to={value}"])
+
+
 def test_target_is_replaced_not_merged():
     config = resolve("toy", flags={"prune.target": parse_target("macs=0.3")})
     assert config["prune"]["target"] == {"macs": 0.3}

@@ -1,0 +1,129 @@
+"""``prunekit latency``: the measured speed of every model a run or a comparison produced.
+
+Runs record a latency per step while other work may share the machine; this re-measures every
+checkpoint afterwards, one after another, at several batch sizes, and sets each latency beside
+the MACs it was supposed to save. Latency depends on the architecture only, so models with the
+same layer shapes (e.g. the seeds of a deterministic criterion) are timed once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import prunekit as pk
+from prunekit.errors import PrunekitError
+from prunekit.latency import measure_latency
+from prunekit.reporting.tables import Table, size
+from prunekit.runner.checkpoint import open_checkpoint
+from prunekit.runner.rundir import RunDir
+
+#: the speed goal of a pruned model: latency ratio <= min(1, MACs ratio + SLACK)
+SLACK = 0.10
+
+
+def checkpoints(folder: Path) -> list[tuple[str, int, Path]]:
+    """``(criterion, step, checkpoint)`` of a compare directory (its ``baseline.pt`` and every
+    run's steps) or of a run directory (step 0 is the baseline)."""
+    folder = Path(folder)
+    found: list[tuple[str, int, Path]] = []
+    if (folder / "baseline.pt").is_file():
+        found.append(("baseline", 0, folder / "baseline.pt"))
+        run_dirs = sorted(p for p in (folder / "runs").glob("*") if p.is_dir())
+    elif RunDir(folder).config.is_file():
+        run_dirs = [folder]
+    else:
+        run_dirs = []
+    for run_dir in run_dirs:
+        criterion = RunDir(run_dir).read_config()["prune"]["criterion"]
+        for path in sorted((run_dir / "checkpoints").glob("step-*.pt")):
+            step = int(re.fullmatch(r"step-(\d+)\.pt", path.name).group(1))  # type: ignore[union-attr]
+            if step == 0 and found:
+                continue  # a compare run's step 0 is the shared baseline
+            found.append(("baseline" if step == 0 else criterion, step, path))
+    if not found:
+        raise PrunekitError(
+            f"{folder} holds no checkpoints: give a run directory or a compare directory"
+        )
+    return found
+
+
+def speed_table(
+    folder: Path,
+    batches: Sequence[int] = (1, 32),
+    threads: int | None = None,
+    device: str = "cpu",
+    repeats: int = 9,
+) -> Table:
+    """Mean params, MACs and latency per criterion and step (over seeds), each latency also as
+    a ratio to the baseline's; ``goal`` says whether the largest batch meets
+    ``latency ratio <= min(1, MACs ratio + 0.10)`` and no batch is slower than the baseline."""
+    entries = checkpoints(folder)
+    timed: dict[tuple, dict[int, float]] = {}
+    measured: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for criterion, step, path in entries:
+        opened = open_checkpoint(path)
+        example = opened.task.example_inputs()
+        shapes = tuple(tuple(p.shape) for p in opened.model.parameters())
+        if shapes not in timed:
+            timed[shapes] = {
+                b: measure_latency(
+                    opened.model, example, b, threads, repeats=repeats, device=device
+                )["median_ms"]
+                for b in batches
+            }
+        measured.setdefault((criterion, step), []).append(
+            {**pk.measure(opened.model, example), "latency": timed[shapes]}
+        )
+    base = _mean(measured[("baseline", 0)], batches)
+    headers = ["criterion", "step", "models", "params", "MACs"]
+    headers += [f"batch {b}: ms (ratio)" for b in batches] + ["goal"]
+    rows, records = [], []
+    for (criterion, step), items in measured.items():
+        mean = _mean(items, batches)
+        macs_ratio = mean["macs"] / base["macs"]
+        ratios = {b: mean["latency"][b] / base["latency"][b] for b in batches}
+        goal = max(ratios.values()) <= 1.0 and ratios[max(batches)] <= macs_ratio + SLACK
+        rows.append(
+            [
+                criterion,
+                str(step),
+                str(len(items)),
+                size(mean["params"], 1 - mean["params"] / base["params"]),
+                size(mean["macs"], 1 - macs_ratio),
+                *(f"{mean['latency'][b]:.2f} ({ratios[b]:.3f})" for b in batches),
+                "-" if step == 0 else ("met" if goal else "NOT met"),
+            ]
+        )
+        records.append(
+            {
+                "criterion": criterion,
+                "step": step,
+                "models": len(items),
+                "params": mean["params"],
+                "macs": mean["macs"],
+                "macs_ratio": macs_ratio,
+                **{f"latency_b{b}_ms": mean["latency"][b] for b in batches},
+                **{f"latency_b{b}_ratio": ratios[b] for b in batches},
+                "goal_met": goal if step else None,
+            }
+        )
+    note = (
+        f"{device} latency, median of {repeats} passes per batch size, "
+        f"{threads or torch.get_num_threads()} thread(s); goal: no batch slower than the "
+        f"baseline and, at batch {max(batches)}, latency ratio <= MACs ratio + {SLACK:.2f}"
+    )
+    return Table(headers, rows, records, note)
+
+
+def _mean(items: list[dict[str, Any]], batches: Sequence[int]) -> dict[str, Any]:
+    return {
+        "params": float(np.mean([i["params"] for i in items])),
+        "macs": float(np.mean([i["macs"] for i in items])),
+        "latency": {b: float(np.mean([i["latency"][b] for i in items])) for b in batches},
+    }
