@@ -12,7 +12,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -23,9 +23,10 @@ from prunekit.engine.groups import ChannelGroup
 Plan = dict[int, list[int]]  # group index -> units to remove
 
 
-#: ``round_to="auto"``: groups of at least ``AUTO_MIN_UNITS`` units keep a multiple of
-#: ``AUTO_ROUND``. CPU (oneDNN) and GPU (cuDNN) convolutions run blocked kernels on channel
-#: counts that are multiples of 8; odd counts fall back to slower paths (measured in
+#: ``round_to="auto"``: groups that had at least ``AUTO_MIN_UNITS`` units before pruning keep
+#: a multiple of ``AUTO_ROUND`` (judged on the original width, so a group keeps its rounding as
+#: it narrows over the steps). CPU (oneDNN) and GPU (cuDNN) convolutions run blocked kernels on
+#: channel counts that are multiples of 8; odd counts fall back to slower paths (measured in
 #: docs/results.md). Narrower groups are pruned unit by unit: there a chunk of 8 units is too
 #: coarse for a local step to land near its share of the target.
 AUTO_ROUND = 8
@@ -41,38 +42,46 @@ class Limits:
     min_channels: int = 1
     round_to: RoundTo = "auto"
 
-    def rounding(self, n: int) -> int:
-        """The multiple a group of ``n`` units keeps."""
+    def rounding(self, width: int) -> int:
+        """The multiple kept by a group that had ``width`` units before pruning."""
         if self.round_to == "auto":
-            return AUTO_ROUND if n >= AUTO_MIN_UNITS else 1
+            return AUTO_ROUND if width >= AUTO_MIN_UNITS else 1
         return int(self.round_to or 1)
 
-    def min_kept(self, n: int, floor: int = 1) -> int:
-        """Fewest units a group of ``n`` may keep (``n`` if it cannot be pruned at all)."""
-        r = self.rounding(n)
+    def min_kept(self, n: int, floor: int = 1, width: int | None = None) -> int:
+        """Fewest units a group of ``n`` (``width`` before pruning) may keep (``n`` if it cannot
+        be pruned at all)."""
+        r = self.rounding(width or n)
         low = max(floor, self.min_channels)
         low = math.ceil(low / r) * r
         return n if low >= n else low
 
-    def kept_sequence(self, n: int, floor: int = 1) -> list[int]:
+    def kept_sequence(self, n: int, floor: int = 1, width: int | None = None) -> list[int]:
         """Allowed kept counts below ``n`` in decreasing order (each a multiple of round_to)."""
-        r = self.rounding(n)
-        low = self.min_kept(n, floor)
+        r = self.rounding(width or n)
+        low = self.min_kept(n, floor, width)
         first = (n - 1) // r * r
         return list(range(first, low - 1, -r)) if low < n else []
 
-    def kept_at(self, n: int, fraction: float, floor: int = 1) -> int:
+    def kept_at(self, n: int, fraction: float, floor: int = 1, width: int | None = None) -> int:
         """Units kept when removing ``fraction`` of ``n`` (local scope), rounded and clamped."""
-        r = self.rounding(n)
+        r = self.rounding(width or n)
         kept = r * round(n * (1.0 - fraction) / r)
-        return n if kept >= n else max(self.min_kept(n, floor), kept)
+        return n if kept >= n else max(self.min_kept(n, floor, width), kept)
 
 
 class CostModel:
-    """Exact params / MACs / channels of a model as units are removed (nothing is modified)."""
+    """Exact params / MACs / channels of a model as units are removed (nothing is modified).
+
+    ``widths`` maps group names to their unit counts before pruning (default: the current ones).
+    """
 
     def __init__(
-        self, model: nn.Module, groups: Sequence[ChannelGroup], positions: dict[nn.Module, int]
+        self,
+        model: nn.Module,
+        groups: Sequence[ChannelGroup],
+        positions: dict[nn.Module, int],
+        widths: Mapping[str, int] | None = None,
     ) -> None:
         self._index: dict[int, int] = {}
         self.shapes: list[list[int]] = []
@@ -88,6 +97,7 @@ class CostModel:
             self.unit_costs.append(costs)
         self.units = [g.num_units for g in groups]
         self.floors = [g.min_units for g in groups]
+        self.widths = [(widths or {}).get(g.name, g.num_units) for g in groups]
         self.channels = sum(self.units)
 
     def _add_params(self, model: nn.Module, positions: dict[nn.Module, int]) -> None:
@@ -136,7 +146,10 @@ def plan_global(
     ranked by the mean score of its units.
     """
     orders = [torch.argsort(s, stable=True).tolist() for s in scores]
-    kepts = [limits.kept_sequence(len(o), f) for o, f in zip(orders, cost.floors)]
+    kepts = [
+        limits.kept_sequence(len(o), f, w)
+        for o, f, w in zip(orders, cost.floors, cost.widths, strict=True)
+    ]
     removed: list[int] = [0] * len(orders)
     heap: list[tuple[float, int, int]] = []
 
@@ -178,7 +191,10 @@ def plan_local(
     ]
 
     def counts(p: float) -> list[int]:
-        return [len(o) - limits.kept_at(len(o), p, f) for o, f in zip(orders, cost.floors)]
+        return [
+            len(o) - limits.kept_at(len(o), p, f, w)
+            for o, f, w in zip(orders, cost.floors, cost.widths, strict=True)
+        ]
 
     def reduction(p: float) -> float:
         shapes: dict[int, list[int]] = {}

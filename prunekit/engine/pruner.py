@@ -142,7 +142,9 @@ class Pruner:
         self.graph = build_graph(model, example_inputs)
         self.positions = mac_positions(model, example_inputs)
         self.groups = self._find_groups()
-        self.base = CostModel(model, self.groups, self.positions).totals()
+        #: unit count of every group before pruning (``round_to="auto"`` decides from it)
+        self.widths = {g.name: g.num_units for g in self.groups}
+        self.base = self._cost().totals()
         self._check_reachable()
 
     # ------------------------------------------------------------------ state
@@ -166,6 +168,7 @@ class Pruner:
             "criterion": self.criterion_name,
             "schedule": self.schedule_name,
             "base": dict(self.base),
+            "widths": dict(self.widths),
             "channel_plan": self._channel_plan,
             "history": self.history,
         }
@@ -174,6 +177,7 @@ class Pruner:
         """Continue from ``state`` (the model must already carry the pruned architecture)."""
         self.step_index = int(state["step_index"])
         self.base = {k: int(v) for k, v in state["base"].items()}
+        self.widths = {k: int(v) for k, v in state.get("widths", self.widths).items()}
         self._channel_plan = state.get("channel_plan")
         self.history = list(state.get("history", []))
 
@@ -205,7 +209,7 @@ class Pruner:
         n = self.step_index + 1
         layers_before = self._layer_channels()
         scores = self.criterion.scores(self.groups, self.step_index)
-        cost = CostModel(self.model, self.groups, self.positions)
+        cost = self._cost()
         metric, amount, fraction = self._goal(n, cost, scores)
         plan = PLANNERS[self.scope](cost, scores, metric, amount, self.limits)
         predicted = self._fractions(cost.totals())
@@ -214,7 +218,7 @@ class Pruner:
         self.step_index = n
         self.groups = self._find_groups()
         # exact (the tests check it against measure()) and saves a forward pass
-        now = CostModel(self.model, self.groups, self.positions).totals()
+        now = self._cost().totals()
         achieved = self._fractions(now)
         layers_after = self._layer_channels()
         report = StepReport(
@@ -242,7 +246,7 @@ class Pruner:
             done = self.base["channels"] - current["channels"]
             if self._channel_plan is None:
                 # units the whole target needs by today's scores, spread evenly over the steps
-                probe = CostModel(self.model, self.groups, self.positions)
+                probe = self._cost()
                 amount = current[metric] - (1 - target) * self.base[metric]
                 plan = PLANNERS[self.scope](probe, scores, metric, amount, self.limits)
                 self._channel_plan = [done, sum(len(u) for u in plan.values())]
@@ -271,6 +275,9 @@ class Pruner:
             )
         return groups
 
+    def _cost(self) -> CostModel:
+        return CostModel(self.model, self.groups, self.positions, self.widths)
+
     def _fractions(self, totals: dict[str, int]) -> dict[str, float]:
         return {m: 1.0 - totals[m] / self.base[m] if self.base[m] else 0.0 for m in METRICS}
 
@@ -283,9 +290,9 @@ class Pruner:
 
     def _check_reachable(self) -> None:
         metric, target = self.target.metric, self.target.fraction
-        cost = CostModel(self.model, self.groups, self.positions)
+        cost = self._cost()
         for g, group in enumerate(self.groups):
-            keep = self.limits.min_kept(group.num_units, group.min_units)
+            keep = self.limits.min_kept(group.num_units, group.min_units, self.widths[group.name])
             cost.remove(g, list(range(group.num_units - keep)))
         reachable = 1.0 - cost.totals()[metric] / self.base[metric]
         if target > reachable + 1e-12:

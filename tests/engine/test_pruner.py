@@ -175,6 +175,21 @@ def test_auto_rounding_keeps_multiples_of_8_in_wide_groups(scope: str):
     assert wide and all(after % 8 == 0 for after in wide.values()), report.layers
 
 
+def test_auto_rounding_holds_as_a_group_narrows_below_the_threshold():
+    model = SqueezeNet(width=8).eval()  # fire4's expand layers: 64 channels each
+    x = torch.randn(1, 3, 32, 32)
+    pruner = pk.Pruner(model, x, criterion="l1", target="params=0.7", steps=4)
+    widths = []
+    while not pruner.done:
+        widths.append(pruner.step().layers["fire4.expand1x1.0"][1])
+    assert min(widths) < AUTO_MIN_UNITS and all(w % 8 == 0 for w in widths), widths
+    # a pruner rebuilt on the pruned model (resume) keeps judging by the original widths
+    state = pruner.state_dict()
+    resumed = pk.Pruner(model, x, criterion="l1", target="params=0.7", steps=4)
+    resumed.load_state_dict(state)
+    assert resumed.widths == pruner.widths and resumed.widths["fire4.expand1x1.0"] == 64
+
+
 def test_auto_rounding_prunes_narrow_groups_unit_by_unit():
     model = SqueezeNet(width=8).eval()
     pruner = pk.Pruner(model, torch.randn(1, 3, 32, 32), criterion="l1", target="params=0.4")
