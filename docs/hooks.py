@@ -72,6 +72,8 @@ DESCRIPTIONS: dict[str, str] = {
     "latency.batch_size": "Batch size of the latency measurement (always on the CPU).",
     "latency.repeats": "Timed forward passes; the median is reported.",
     "latency.warmup": "Untimed forward passes before the timed ones.",
+    "latency.threads": "CPU threads of the latency measurement; `null` = the run's `threads` "
+    "(`compare --jobs N` sets it so that the baseline is timed like the runs).",
 }
 
 

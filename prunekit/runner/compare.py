@@ -68,10 +68,15 @@ def compare(
         raise PrunekitError(f"{out} already exists: choose another --out")
     echo = _echo(quiet)
     echo(f"prunekit compare {config['task']}: {', '.join(criteria)} x {seeds} seed(s) -> {out}")
+    per_job = max(1, (os.cpu_count() or 1) // jobs)
+    if jobs > 1 and not config["threads"] and not config["latency"]["threads"]:
+        # the baseline trains on every thread but is timed with the runs' share, so that the
+        # latency column compares like with like
+        config = merge(config, {"latency": {"threads": per_job}})
     run.make_baseline(config, out / "baseline.pt", quiet=quiet, echo=echo)
     RunDir(out).write_config(config)
     if jobs > 1 and not config["threads"]:
-        config = merge(config, {"threads": max(1, (os.cpu_count() or 1) // jobs)})
+        config = merge(config, {"threads": per_job})
     seed_list = [config["seed"] + i for i in range(seeds)]
     work = [(config, name, seed_list, out, quiet) for name in criteria]
     if jobs > 1:

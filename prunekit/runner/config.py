@@ -41,7 +41,7 @@ DEFAULTS: dict[str, Any] = {
     },
     "finetune": {"epochs": 1, "lr": 0.01},
     "stop": {"max_drop": None},  # stop once the primary metric drops more than this
-    "latency": {"batch_size": 32, "repeats": 9, "warmup": 2},
+    "latency": {"batch_size": 32, "repeats": 9, "warmup": 2, "threads": None},
 }
 
 #: Allowed numeric ranges ``(low, high)``, ``None`` = unbounded. Bounds are inclusive for
@@ -60,6 +60,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "latency.batch_size": (1, None),
     "latency.repeats": (1, None),
     "latency.warmup": (0, None),
+    "latency.threads": (1, None),
 }
 
 CHOICES: dict[str, tuple[str, ...]] = {

@@ -217,8 +217,14 @@ class _Session:
         else:
             sizes = {"params": report.params, "macs": report.macs}
             planned, achieved = report.planned, report.achieved
+        timing = self.config["latency"]
         latency = measure_latency(
-            self.model, self.example, threads=self.config["threads"], **self.config["latency"]
+            self.model,
+            self.example,
+            batch_size=timing["batch_size"],
+            threads=timing["threads"] or self.config["threads"],
+            repeats=timing["repeats"],
+            warmup=timing["warmup"],
         )
         record = {
             "step": step,

@@ -60,3 +60,42 @@ def test_compare_runs_criteria_in_parallel_processes(cli, tmp_path):
     assert code == 0, err
     rows = json.loads((out / "results.json").read_text())
     assert [r["criterion"] for r in rows] == ["baseline", "l1", "demo_magnitude"]
+
+
+def test_parallel_jobs_time_the_baseline_with_the_runs_thread_share(cli, tmp_path, monkeypatch):
+    import os
+
+    import yaml
+
+    from prunekit.runner import run
+
+    threads = []
+    original = run.measure_latency
+
+    def spying(*args, **kwargs):
+        threads.append(kwargs["threads"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(run, "measure_latency", spying)  # the baseline is timed in this process
+    out = tmp_path / "cmp"
+    code, _, err = cli(
+        "compare",
+        "toy",
+        "--criteria",
+        "l1,random",
+        "--steps",
+        "1",
+        "--jobs",
+        "2",
+        "--set",
+        "threads=null",
+        "--out",
+        str(out),
+        "--quiet",
+    )  # fmt: skip  (threads=null: the toy task pins 1 thread)
+    assert code == 0, err
+    share = max(1, (os.cpu_count() or 1) // 2)
+    assert threads == [share]
+    for name in ("l1-seed0", "random-seed0"):
+        config = yaml.safe_load((out / "runs" / name / "config.yaml").read_text())
+        assert config["threads"] == config["latency"]["threads"] == share
