@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -29,30 +30,60 @@ def measure_latency(
     another device is copied, so the caller's model is never moved. ``threads`` sets torch's CPU
     thread count for the measurement only.
     """
+    (result,) = measure_latencies(
+        [model], example_inputs, batch_size, threads, repeats, warmup, device
+    )
+    return result
+
+
+def measure_latencies(
+    models: Sequence[nn.Module],
+    example_inputs: Any,
+    batch_size: int = 32,
+    threads: int | None = None,
+    repeats: int = 9,
+    warmup: int = 2,
+    device: str | torch.device = "cpu",
+) -> list[dict[str, float]]:
+    """:func:`measure_latency` of several models, timed in interleaved rounds (one pass of
+    each model per round), so that drifts of the machine (clock, other load) hit all alike and
+    their ratios stay comparable."""
     device = torch.device(device)
-    first = next(model.parameters(), None)
-    if first is not None and first.device != device:
-        model = copy.deepcopy(model).to(device)
+    models = [_on(model, device) for model in models]
     inputs = _to_batch(example_inputs, batch_size, device)
-    previous_threads, was_training = torch.get_num_threads(), model.training
+    previous_threads = torch.get_num_threads()
+    was_training = [model.training for model in models]
     if threads:
         torch.set_num_threads(threads)
-    model.eval()
-    times = []
+    times: list[list[float]] = [[] for _ in models]
     try:
         with torch.inference_mode():
-            for i in range(warmup + repeats):
-                _synchronize(device)
-                start = time.perf_counter()
-                forward(model, inputs)
-                _synchronize(device)
-                if i >= warmup:
-                    times.append((time.perf_counter() - start) * 1000.0)
+            for model in models:
+                model.eval()
+                for _ in range(warmup):
+                    forward(model, inputs)
+            for _ in range(repeats):
+                for model, timed in zip(models, times, strict=True):
+                    _synchronize(device)
+                    start = time.perf_counter()
+                    forward(model, inputs)
+                    _synchronize(device)
+                    timed.append((time.perf_counter() - start) * 1000.0)
     finally:
         torch.set_num_threads(previous_threads)
-        model.train(was_training)
-    p10, median, p90 = np.percentile(times, [10, 50, 90])
-    return {"median_ms": float(median), "p10_ms": float(p10), "p90_ms": float(p90)}
+        for model, mode in zip(models, was_training, strict=True):
+            model.train(mode)
+    summaries = []
+    for timed in times:
+        p10, median, p90 = np.percentile(timed, [10, 50, 90])
+        summaries.append({"median_ms": float(median), "p10_ms": float(p10), "p90_ms": float(p90)})
+    return summaries
+
+
+def _on(model: nn.Module, device: torch.device) -> nn.Module:
+    first = next(model.parameters(), None)
+    moved = first is not None and first.device != device
+    return copy.deepcopy(model).to(device) if moved else model
 
 
 def _to_batch(inputs: Any, batch_size: int, device: torch.device) -> Any:

@@ -3,7 +3,8 @@
 Runs record a latency per step while other work may share the machine; this re-measures every
 checkpoint afterwards, one after another, at several batch sizes, and sets each latency beside
 the MACs it was supposed to save. Latency depends on the architecture only, so models with the
-same layer shapes (e.g. the seeds of a deterministic criterion) are timed once.
+same layer shapes (e.g. the seeds of a deterministic criterion) are timed once, and all of them
+in interleaved rounds so that their ratios compare like with like.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 
 import prunekit as pk
 from prunekit.errors import PrunekitError
-from prunekit.latency import measure_latency
+from prunekit.latency import measure_latencies
 from prunekit.reporting.tables import Table, size
 from prunekit.runner.checkpoint import open_checkpoint
 from prunekit.runner.rundir import RunDir
@@ -64,22 +65,24 @@ def speed_table(
     a ratio to the baseline's; ``goal`` says whether the largest batch meets
     ``latency ratio <= min(1, MACs ratio + 0.10)`` and no batch is slower than the baseline."""
     entries = checkpoints(folder)
-    timed: dict[tuple, dict[int, float]] = {}
-    measured: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    models: dict[tuple, torch.nn.Module] = {}  # one model per architecture
+    sizes: list[tuple[str, int, tuple, dict[str, int]]] = []
+    example = None
     for criterion, step, path in entries:
         opened = open_checkpoint(path)
-        example = opened.task.example_inputs()
+        example = opened.task.example_inputs() if example is None else example
         shapes = tuple(tuple(p.shape) for p in opened.model.parameters())
-        if shapes not in timed:
-            timed[shapes] = {
-                b: measure_latency(
-                    opened.model, example, b, threads, repeats=repeats, device=device
-                )["median_ms"]
-                for b in batches
-            }
-        measured.setdefault((criterion, step), []).append(
-            {**pk.measure(opened.model, example), "latency": timed[shapes]}
-        )
+        models.setdefault(shapes, opened.model)
+        sizes.append((criterion, step, shapes, pk.measure(opened.model, example)))
+    timed: dict[tuple, dict[int, float]] = {shapes: {} for shapes in models}
+    for b in batches:
+        # interleaved rounds: every architecture is timed under the same machine conditions
+        results = measure_latencies(list(models.values()), example, b, threads, repeats, 2, device)
+        for shapes, result in zip(models, results, strict=True):
+            timed[shapes][b] = result["median_ms"]
+    measured: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for criterion, step, shapes, size_ in sizes:
+        measured.setdefault((criterion, step), []).append({**size_, "latency": timed[shapes]})
     base = _mean(measured[("baseline", 0)], batches)
     headers = ["criterion", "step", "models", "params", "MACs"]
     headers += [f"batch {b}: ms (ratio)" for b in batches] + ["goal"]
@@ -114,7 +117,7 @@ def speed_table(
             }
         )
     note = (
-        f"{device} latency, median of {repeats} passes per batch size, "
+        f"{device} latency, median of {repeats} interleaved passes per batch size, "
         f"{threads or torch.get_num_threads()} thread(s); goal: no batch slower than the "
         f"baseline and, at batch {max(batches)}, latency ratio <= MACs ratio + {SLACK:.2f}"
     )

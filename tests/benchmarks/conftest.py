@@ -36,6 +36,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             verdict = "met" if ratio <= goal else "NOT met"
             lines.append(f"{num} / {den} = {ratio:.3f} (goal <= {goal:.2f}: {verdict})")
     lines += _latency_lines(benchmarks)
+    lines += _conv_width_lines(benchmarks)
     rates = {b.name: b.extra_info.get("images_per_s") for b in benchmarks}
     for num, den, goal in THROUGHPUTS:
         if rates.get(num) and rates.get(den):
@@ -64,3 +65,17 @@ def _latency_lines(benchmarks) -> list[str]:
         verdict = "met" if ratio <= limit else "NOT met"
         lines.append(f"{b.name} / {parent.name} = {ratio:.3f} (goal <= {limit:.3f}: {verdict})")
     return lines
+
+
+def _conv_width_lines(benchmarks) -> list[str]:
+    """Each width of the single-convolution benchmark against the unpruned 16 -> 64 layer."""
+    convs = {b.name: b for b in benchmarks if b.name.startswith("test_bench_conv3x3_width")}
+    parent = convs.get("test_bench_conv3x3_width[16-64]")
+    if parent is None:
+        return []
+    return [
+        f"{name} / [16-64] = {b.stats.median / parent.stats.median:.3f} "
+        f"(MACs ratio {b.extra_info['macs_ratio']:.3f})"
+        for name, b in convs.items()
+        if b is not parent
+    ]

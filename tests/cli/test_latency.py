@@ -22,13 +22,13 @@ def toy_compare(tmp_path_factory):
 
 def test_compare_dir_rows_average_the_seeds(cli, toy_compare, monkeypatch):
     timed = []
-    original = speed.measure_latency
+    original = speed.measure_latencies
 
-    def counting(model, example, batch, *args, **kwargs):
-        timed.append(batch)
-        return original(model, example, batch, *args, **kwargs)
+    def counting(models, example, batch, *args, **kwargs):
+        timed.append((len(models), batch))
+        return original(models, example, batch, *args, **kwargs)
 
-    monkeypatch.setattr(speed, "measure_latency", counting)
+    monkeypatch.setattr(speed, "measure_latencies", counting)
     code, out, err = cli(
         "latency", str(toy_compare), "--batch", "1,4", "--repeats", "2", "--format", "json"
     )
@@ -46,8 +46,8 @@ def test_compare_dir_rows_average_the_seeds(cli, toy_compare, monkeypatch):
         assert r["macs_ratio"] == pytest.approx(r["macs"] / rows[0]["macs"])
         assert r["latency_b4_ratio"] == pytest.approx(r["latency_b4_ms"] / rows[0]["latency_b4_ms"])
         assert isinstance(r["goal_met"], bool)
-    # the toy's seeds and criteria share layer shapes per step: 3 architectures x 2 batches
-    assert len(timed) == 3 * 2
+    # the toy's seeds and criteria share layer shapes per step: 3 architectures, timed together
+    assert timed == [(3, 1), (3, 4)]
 
 
 def test_run_dir_uses_its_step_0_as_baseline(cli, toy_compare):
