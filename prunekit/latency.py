@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from prunekit.engine.measure import forward
+from prunekit.errors import PrunekitError
 
 
 def measure_latency(
@@ -48,6 +49,15 @@ def measure_latencies(
     """:func:`measure_latency` of several models, timed in interleaved rounds (one pass of
     each model per round), so that drifts of the machine (clock, other load) hit all alike and
     their ratios stay comparable."""
+    for name, value, low in [
+        ("batch_size", batch_size, 1),
+        ("repeats", repeats, 1),
+        ("warmup", warmup, 0),
+    ]:
+        if value < low:
+            raise PrunekitError(f"latency {name}={value} is out of range: give an integer >= {low}")
+    if threads is not None and threads < 1:
+        raise PrunekitError(f"latency threads={threads} is out of range: give None or >= 1")
     device = torch.device(device)
     models = [_on(model, device) for model in models]
     inputs = _to_batch(example_inputs, batch_size, device)

@@ -239,7 +239,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("folder", metavar="RUN_DIR|COMPARE_DIR")
     p.add_argument("--batch", default="1,32", help="batch sizes (default 1,32)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     p.add_argument("--repeats", type=int, default=9, help="timed passes per batch size")
     p.add_argument("--format", choices=FORMATS, default="plain")
     p.add_argument("--out", metavar="FILE", help="also write the table to FILE")

@@ -104,7 +104,7 @@ class _Session:
         self.echo = echo if self.world.is_main else _silent
         self.prune = config["prune"]
         seed_everything(config["seed"])
-        self.device = _device(config["device"])
+        self.device = resolve_device(config["device"])
         self.task = TASKS.get(config["task"])(config, self.device)
         self.task.show_progress = not quiet and self.world.is_main
         self.world.shard(self.task)
@@ -341,7 +341,7 @@ def _silent(_message: str) -> None:
     """The echo of ranks other than 0."""
 
 
-def _device(name: str) -> torch.device:
+def resolve_device(name: str) -> torch.device:
     """``auto`` -> CUDA when available, else CPU; asking for missing CUDA is an error."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"

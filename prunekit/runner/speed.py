@@ -1,8 +1,8 @@
 """``prunekit latency``: the measured speed of every model a run or a comparison produced.
 
 Runs record a latency per step while other work may share the machine; this re-measures every
-checkpoint afterwards, one after another, at several batch sizes, and sets each latency beside
-the MACs it was supposed to save. Latency depends on the architecture only, so models with the
+checkpoint afterwards at several batch sizes and sets each latency beside the MACs it was
+supposed to save. Latency depends on the architecture only, so models with the
 same layer shapes (e.g. the seeds of a deterministic criterion) are timed once, and all of them
 in interleaved rounds so that their ratios compare like with like.
 """
@@ -22,6 +22,7 @@ from prunekit.errors import PrunekitError
 from prunekit.latency import measure_latencies
 from prunekit.reporting.tables import Table, size
 from prunekit.runner.checkpoint import open_checkpoint
+from prunekit.runner.run import resolve_device
 from prunekit.runner.rundir import RunDir
 
 #: the speed goal of a pruned model: latency ratio <= min(1, MACs ratio + SLACK)
@@ -64,6 +65,7 @@ def speed_table(
     """Mean params, MACs and latency per criterion and step (over seeds), each latency also as
     a ratio to the baseline's; ``goal`` says whether the largest batch meets
     ``latency ratio <= min(1, MACs ratio + 0.10)`` and no batch is slower than the baseline."""
+    target = resolve_device(device)  # a missing CUDA is refused before any loading
     entries = checkpoints(folder)
     models: dict[tuple, torch.nn.Module] = {}  # one model per architecture
     sizes: list[tuple[str, int, tuple, dict[str, int]]] = []
@@ -77,7 +79,7 @@ def speed_table(
     timed: dict[tuple, dict[int, float]] = {shapes: {} for shapes in models}
     for b in batches:
         # interleaved rounds: every architecture is timed under the same machine conditions
-        results = measure_latencies(list(models.values()), example, b, threads, repeats, 2, device)
+        results = measure_latencies(list(models.values()), example, b, threads, repeats, 2, target)
         for shapes, result in zip(models, results, strict=True):
             timed[shapes][b] = result["median_ms"]
     measured: dict[tuple[str, int], list[dict[str, Any]]] = {}
@@ -117,7 +119,7 @@ def speed_table(
             }
         )
     note = (
-        f"{device} latency, median of {repeats} interleaved passes per batch size, "
+        f"{target.type} latency, median of {repeats} interleaved passes per batch size, "
         f"{threads or torch.get_num_threads()} thread(s); goal: no batch slower than the "
         f"baseline and, at batch {max(batches)}, latency ratio <= MACs ratio + {SLACK:.2f}"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 import prunekit as pk
 from prunekit.runner import speed
@@ -68,11 +69,19 @@ def test_run_dir_uses_its_step_0_as_baseline(cli, toy_compare):
     [
         (["--batch", "0,32"], "--batch '0,32' is not a list of positive integers"),
         (["--batch", "a"], "--batch 'a' is not a list of positive integers"),
+        (["--repeats", "0"], "latency repeats=0 is out of range: give an integer >= 1"),
+        (["--threads", "0"], "latency threads=0 is out of range"),
     ],
 )
-def test_bad_batch_lists_are_refused(cli, toy_compare, args, message):
+def test_bad_arguments_are_refused(cli, toy_compare, args, message):
     code, _, err = cli("latency", str(toy_compare), *args)
     assert code == 2 and message in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_missing_cuda_is_refused_before_loading(cli, toy_compare):
+    code, _, err = cli("latency", str(toy_compare), "--device", "cuda")
+    assert code == 2 and "device 'cuda' was requested but CUDA is not available" in err
 
 
 def test_a_folder_without_checkpoints_is_refused(tmp_path):

@@ -1,11 +1,13 @@
-"""measure_latency: shape of the result, and no side effects on the model or torch."""
+"""measure_latency(ies): shape of the result, interleaving, no side effects, bad settings."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
-from prunekit.latency import measure_latency
+from prunekit.errors import PrunekitError
+from prunekit.latency import measure_latencies, measure_latency
 
 
 class TwoInputs(nn.Module):
@@ -31,3 +33,37 @@ def test_latency_restores_mode_and_threads():
 def test_latency_repeats_every_input_to_the_batch_size():
     inputs = (torch.randn(1, 3), torch.randn(1, 3))
     assert measure_latency(TwoInputs(), inputs, batch_size=8, repeats=1, warmup=0)["median_ms"] > 0
+
+
+class Counting(nn.Module):
+    def __init__(self, calls: list[str], name: str) -> None:
+        super().__init__()
+        self.calls, self.name = calls, name
+        self.linear = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls.append(self.name)
+        return self.linear(x)
+
+
+def test_several_models_are_timed_in_interleaved_rounds():
+    calls: list[str] = []
+    a, b = Counting(calls, "a").train(), Counting(calls, "b").eval()
+    results = measure_latencies([a, b], torch.randn(1, 4), batch_size=2, repeats=3, warmup=1)
+    assert calls == ["a", "b", "a", "b", "a", "b", "a", "b"]  # warm-up each, then 3 rounds
+    assert len(results) == 2 and all(r["median_ms"] > 0 for r in results)
+    assert a.training and not b.training  # modes restored
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"repeats": 0}, "latency repeats=0 is out of range: give an integer >= 1"),
+        ({"batch_size": 0}, "latency batch_size=0 is out of range"),
+        ({"warmup": -1}, "latency warmup=-1 is out of range: give an integer >= 0"),
+        ({"threads": 0}, "latency threads=0 is out of range"),
+    ],
+)
+def test_out_of_range_settings_are_refused(kwargs, message):
+    with pytest.raises(PrunekitError, match=message):
+        measure_latency(nn.Linear(4, 4), torch.randn(1, 4), **kwargs)
