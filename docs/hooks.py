@@ -5,14 +5,14 @@ A page asks for generated text with a line of its own holding ``<!-- generated: 
 
 * ``cli``: ``prunekit --help`` and the ``--help`` of every subcommand, from the real parser;
 * ``config-flags``: which command-line flag sets which configuration key;
-* ``config-table`` / ``config-yaml``: every key of the runner's ``DEFAULTS`` with its type,
-  allowed values (``RANGES``, ``CHOICES``) and a description from :data:`DESCRIPTIONS`;
+* ``config-table`` / ``config-yaml``: every key declared by
+  :class:`prunekit.runner.config.RunConfig`, with its default, what it accepts and its
+  description, all read from the one declaration;
 * ``criteria`` / ``schedules``: the built-in registry entries with their docstrings/options;
 * ``face-task``: the ``face`` task's description, defaults, ranges and presets (a note when
   the task is not installed).
 
-A configuration key without a description, a description of a key that no longer exists and an
-unknown generator name are logged as warnings, which ``mkdocs build --strict`` turns into a
+A configuration key without a description and an unknown generator name are logged as warnings, which ``mkdocs build --strict`` turns into a
 failed build. The hook also renders Sphinx roles in docstrings (``:class:`X``` -> ``X``).
 """
 
@@ -33,48 +33,6 @@ log = logging.getLogger("mkdocs.hooks.prunekit")
 
 MARKER = re.compile(r"^<!-- generated: ([\w-]+) -->$", re.MULTILINE)
 HELP_WIDTH = "88"
-
-#: What each configuration key means (the key set itself comes from the code).
-DESCRIPTIONS: dict[str, str] = {
-    "task": "The task being run. Filled in from the command line; a value in a file is "
-    "overwritten.",
-    "seed": "Seeds Python's, NumPy's and torch's RNGs; step N reseeds with `seed + N`. "
-    "`prunekit compare --seeds K` runs `seed`, `seed + 1`, ... `seed + K - 1`.",
-    "device": "`auto` is CUDA when available, else the CPU. Asking for `cuda` without CUDA "
-    "is an error.",
-    "threads": "torch CPU threads for the run and the latency measurement; `null` keeps "
-    "torch's default.",
-    "baseline.epochs": "Epochs of the default baseline recipe (`Task.prepare_baseline` trains "
-    "from scratch); a task that loads pretrained weights may ignore it.",
-    "baseline.lr": "Learning rate of the default baseline recipe.",
-    "prune.criterion": "Importance criterion: a built-in (see [Concepts](concepts.md#criteria)) "
-    "or a plugin's name (`prunekit list criteria`).",
-    "prune.criterion_options": "Keyword arguments of the criterion's constructor, e.g. "
-    "`{variant: param}` for `taylor` or `{normalize: l2}`. Replaced whole by an override.",
-    "prune.schedule": "How the target is spread over the steps "
-    "(see [Concepts](concepts.md#schedules)).",
-    "prune.target": "What to remove, relative to the unpruned model: exactly one of `params`, "
-    "`macs`, `channels`, a fraction strictly between 0 and 1. Replaced whole by an override "
-    "(`{macs: 0.3}` drops the default `params`).",
-    "prune.steps": "Pruning steps; each one scores, prunes, fine-tunes and evaluates.",
-    "prune.scope": "`local`: every channel group loses the same fraction; `global`: the "
-    "lowest-scoring units across all groups go first.",
-    "prune.round_to": "Keep a multiple of this many units in every pruned group; `auto` = 8 in "
-    "groups of 64 units or more (fast kernels, see [Results](results.md#realized-speed-on-cpu)), "
-    "`null` = no rounding.",
-    "prune.min_channels": "Fewest units any group keeps.",
-    "prune.score_batches": "Batches of `Task.score_batches()` scored before each step by a "
-    "gradient criterion; `null` = one whole epoch.",
-    "finetune.epochs": "Fine-tuning epochs after each pruning step (0 = none).",
-    "finetune.lr": "Learning rate of the fine-tuning optimiser (rebuilt after every step).",
-    "stop.max_drop": "Stop once the primary metric falls more than this below the baseline "
-    "(in the metric's own units); `best.pt` is then the last step within it. `null` = never.",
-    "latency.batch_size": "Batch size of the latency measurement (always on the CPU).",
-    "latency.repeats": "Timed forward passes; the median is reported.",
-    "latency.warmup": "Untimed forward passes before the timed ones.",
-    "latency.threads": "CPU threads of the latency measurement; `null` = the run's `threads` "
-    "(`compare --jobs N` sets it so that the baseline is timed like the runs).",
-}
 
 
 # ---------------------------------------------------------------------- mkdocs events
@@ -156,56 +114,32 @@ def config_flags() -> str:
 
 
 # ---------------------------------------------------------------------- configuration
-def config_keys() -> list[tuple[str, Any]]:
-    """``(dotted key, default)`` of every leaf of the runner's ``DEFAULTS``."""
-    from prunekit.runner.config import ATOMIC, DEFAULTS
+def config_keys(cls: Any = None) -> list[tuple[str, Any]]:
+    """``(dotted key, pydantic field)`` of every leaf key declared by ``cls`` (default: the
+    generic run configuration)."""
+    from prunekit.runner.config import RunConfig
+    from prunekit.settings import keys
 
-    def walk(tree: dict[str, Any], prefix: str) -> Iterator[tuple[str, Any]]:
-        for key, value in tree.items():
-            path = prefix + key
-            if isinstance(value, dict) and value and path not in ATOMIC:
-                yield from walk(value, path + ".")
-            else:
-                yield path, value
-
-    return list(walk(DEFAULTS, ""))
+    return list(keys(cls or RunConfig))
 
 
-def _kind(key: str, default: Any) -> str:
-    from prunekit.runner.config import RANGES
-
-    names = {bool: "boolean", int: "integer", float: "number", str: "string", dict: "mapping"}
-    if default is not None:
-        return names.get(type(default), type(default).__name__)
-    low, high = RANGES.get(key, (None, None))
-    if isinstance(low, int) or isinstance(high, int):
-        return "integer or `null`"
-    if isinstance(low, float) or isinstance(high, float):
-        return "number or `null`"
-    return "any"
+def _default(field: Any) -> Any:
+    value = field.get_default(call_default_factory=True)
+    return value.model_dump() if hasattr(value, "model_dump") else value
 
 
-def _allowed(key: str, default: Any) -> str:
-    from prunekit.runner.config import CHOICES, RANGES, TARGET_KINDS
+def _key_rows(cls: Any, prefix: str = "") -> list[str]:
+    from prunekit.settings import describe
 
-    if key in CHOICES:
-        return ", ".join(f"`{c}`" for c in CHOICES[key])
-    if key == "prune.target":
-        return "one of " + ", ".join(f"`{k}`" for k in TARGET_KINDS) + " in (0, 1)"
-    if key not in RANGES:
-        return ""
-    low, high = RANGES[key]
-    integer = (
-        isinstance(default, int)
-        if default is not None
-        else isinstance(low, int) or isinstance(high, int)
-    )
-    ge, le = (">=", "<=") if integer else (">", "<")  # integer bounds inclusive, float exclusive
-    if high is None:
-        return f"{ge} {low:g}"
-    if low is None:
-        return f"{le} {high:g}"
-    return f"{ge} {low:g} and {le} {high:g}"
+    rows = ["| key | default | allowed | meaning |", "|---|---|---|---|"]
+    for key, field in config_keys(cls):
+        meaning = field.description
+        if not meaning:
+            log.warning("config key %r has no description: add one to its declaration", key)
+            meaning = ""
+        allowed = describe(field.annotation, field).replace("|", "\\|")
+        rows.append(f"| `{prefix}{key}` | `{_inline(_default(field))}` | {allowed} | {meaning} |")
+    return rows
 
 
 class _Dumper(yaml.SafeDumper):
@@ -226,26 +160,13 @@ def _inline(value: Any) -> str:
 
 
 def config_table() -> str:
-    keys = config_keys()
-    for key in sorted(set(DESCRIPTIONS) - {k for k, _ in keys}):
-        log.warning("docs/hooks.py describes config key %r, which no longer exists", key)
-    rows = ["| key | default | type | allowed | meaning |", "|---|---|---|---|---|"]
-    for key, default in keys:
-        meaning = DESCRIPTIONS.get(key)
-        if meaning is None:
-            log.warning("config key %r has no description: add one to docs/hooks.py", key)
-            meaning = ""
-        allowed = _allowed(key, default)
-        rows.append(
-            f"| `{key}` | `{_inline(default)}` | {_kind(key, default)} | {allowed} | {meaning} |"
-        )
-    return "\n".join(rows) + "\n"
+    return "\n".join(_key_rows(None)) + "\n"
 
 
 def config_yaml() -> str:
-    from prunekit.runner.config import DEFAULTS
+    from prunekit.runner.config import defaults
 
-    return f'```yaml title="The generic defaults"\n{_yaml(DEFAULTS)}```\n'
+    return f'```yaml title="The generic defaults"\n{_yaml(defaults())}```\n'
 
 
 # ---------------------------------------------------------------------- registries
@@ -304,15 +225,9 @@ def face_task() -> str:
         "`--set KEY=VALUE` or a `--config` file:",
         f'```yaml title="face task defaults"\n{_yaml(task.default_config())}```',
     ]
-    rows = "".join(
-        f"| `{key}` | {_bound(low)} | {_bound(high)} |\n"
-        for key, (low, high) in task.config_ranges.items()
-    )
-    if rows:
-        parts.append(
-            "The task's own ranges (integer bounds inclusive, number bounds exclusive):\n\n"
-            f"| key | low | high |\n|---|---|---|\n{rows}"
-        )
+    for name, section in task.sections.items():
+        rows = "\n".join(_key_rows(section, f"{name}."))
+        parts.append(f"The task's own `{name}` section:\n\n{rows}")
     for name, preset in getattr(task, "presets", {}).items():
         head = f"**Preset `{name}`** (`--preset {name}`)"
         if preset:
@@ -320,10 +235,6 @@ def face_task() -> str:
         else:
             parts.append(f"{head}: the defaults above, unchanged.")
     return "\n\n".join(parts) + "\n"
-
-
-def _bound(value: Any) -> str:
-    return "—" if value is None else f"{value:g}"
 
 
 GENERATORS: dict[str, Callable[[], str]] = {

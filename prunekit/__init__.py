@@ -4,39 +4,38 @@
 >>> pruner = pk.Pruner(model, example_inputs, criterion="taylor", target=pk.Target(params=0.4))
 """
 
-from prunekit import criteria, schedules  # noqa: F401  (registers the built-in names)
+from prunekit import criteria, recovery, schedules  # noqa: F401  (registers the built-in names)
 from prunekit.criteria.base import Criterion
-from prunekit.engine import (
-    ChannelGroup,
-    Pruner,
-    StepReport,
-    Target,
-    load,
-    make_criterion,
-    make_schedule,
-    measure,
-    read_checkpoint,
-    save,
-)
+from prunekit.engine import ChannelGroup, Target, load, measure, read_checkpoint, save
 from prunekit.errors import PrunekitError
+from prunekit.pruner import Pruner, PruneSettings, StepReport, make_criterion, make_schedule
+from prunekit.recovery import Budget, Recovery, RecoveryContext, RecoveryReport, recover
 from prunekit.registry import (
     available,
     register_criterion,
+    register_recovery,
     register_schedule,
     register_task,
     registry,
 )
 from prunekit.schedules.base import Schedule
+from prunekit.settings import Settings
 from prunekit.tasks.base import Task
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
+    "Budget",
     "ChannelGroup",
     "Criterion",
+    "PruneSettings",
     "PrunekitError",
     "Pruner",
+    "Recovery",
+    "RecoveryContext",
+    "RecoveryReport",
     "Schedule",
+    "Settings",
     "StepReport",
     "Target",
     "Task",
@@ -46,7 +45,9 @@ __all__ = [
     "make_schedule",
     "measure",
     "read_checkpoint",
+    "recover",
     "register_criterion",
+    "register_recovery",
     "register_schedule",
     "register_task",
     "registry",

@@ -9,19 +9,38 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
 
+from prunekit.device import resolve_device
 from prunekit.engine.measure import forward
-from prunekit.errors import PrunekitError
+from prunekit.settings import Settings
+
+
+class LatencySettings(Settings):
+    """How latency is measured (the ``latency`` section of a run's config)."""
+
+    batch_size: int = Field(32, ge=1, description="Batch size of the latency measurement.")
+    repeats: int = Field(9, ge=1, description="Timed forward passes; the median is reported.")
+    warmup: int = Field(2, ge=0, description="Untimed forward passes before the timed ones.")
+    threads: int | None = Field(
+        None,
+        ge=1,
+        description="CPU threads of the latency measurement; `null` = the run's `threads` "
+        "(`compare --jobs N` sets it so that the baseline is timed like the runs).",
+    )
+
+
+DEFAULT = LatencySettings()
 
 
 def measure_latency(
     model: nn.Module,
     example_inputs: Any,
-    batch_size: int = 32,
-    threads: int | None = None,
-    repeats: int = 9,
-    warmup: int = 2,
+    batch_size: int = DEFAULT.batch_size,
+    threads: int | None = DEFAULT.threads,
+    repeats: int = DEFAULT.repeats,
+    warmup: int = DEFAULT.warmup,
     device: str | torch.device = "cpu",
 ) -> dict[str, float]:
     """``{"median_ms", "p10_ms", "p90_ms"}`` of a forward pass on ``batch_size`` samples.
@@ -40,25 +59,17 @@ def measure_latency(
 def measure_latencies(
     models: Sequence[nn.Module],
     example_inputs: Any,
-    batch_size: int = 32,
-    threads: int | None = None,
-    repeats: int = 9,
-    warmup: int = 2,
+    batch_size: int = DEFAULT.batch_size,
+    threads: int | None = DEFAULT.threads,
+    repeats: int = DEFAULT.repeats,
+    warmup: int = DEFAULT.warmup,
     device: str | torch.device = "cpu",
 ) -> list[dict[str, float]]:
     """:func:`measure_latency` of several models, timed in interleaved rounds (one pass of
     each model per round), so that drifts of the machine (clock, other load) hit all alike and
     their ratios stay comparable."""
-    for name, value, low in [
-        ("batch_size", batch_size, 1),
-        ("repeats", repeats, 1),
-        ("warmup", warmup, 0),
-    ]:
-        if value < low:
-            raise PrunekitError(f"latency {name}={value} is out of range: give an integer >= {low}")
-    if threads is not None and threads < 1:
-        raise PrunekitError(f"latency threads={threads} is out of range: give None or >= 1")
-    device = torch.device(device)
+    LatencySettings(batch_size=batch_size, threads=threads, repeats=repeats, warmup=warmup)
+    device = resolve_device(device)
     models = [_on(model, device) for model in models]
     inputs = _to_batch(example_inputs, batch_size, device)
     previous_threads = torch.get_num_threads()

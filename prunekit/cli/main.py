@@ -17,13 +17,13 @@ from prunekit.registry import registry
 from prunekit.reporting import FORMATS, run_table
 from prunekit.runner import compare, export, run
 from prunekit.runner.checkpoint import open_checkpoint
-from prunekit.runner.config import parse_target, resolve
+from prunekit.runner.config import resolve
 from prunekit.runner.distributed import World, launch
 from prunekit.runner.interrupt import Interrupted, raise_on_signals
 from prunekit.runner.rundir import RunDir, default_root
 from prunekit.runner.speed import speed_table
 
-KINDS = ("tasks", "criteria", "schedules")
+KINDS = ("tasks", "criteria", "schedules", "recoveries")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,7 +51,9 @@ def _list(args: argparse.Namespace) -> int:
         reg = registry(kind)
         print(f"{kind}:")
         for name in reg.names():
-            print(f"  {name:<16} {reg.describe(name)}")
+            print(f"  {name:<16} {reg.describe(name)}  [{reg.source(name)}]")
+        for name, why in reg.broken().items():
+            print(f"  {name:<16} BROKEN: {why}")
     return 0
 
 
@@ -75,7 +77,7 @@ def _run(args: argparse.Namespace) -> int:
         return _launch(args, out, fresh=config is not None, world=world)
     try:
         if config is None:
-            result = run.resume(out, quiet=args.quiet, echo=echo)
+            result = run.resume(out, quiet=args.quiet, echo=echo, data=args.data)
         else:
             result = run.start(config, out, quiet=args.quiet, echo=echo)
     except Interrupted:
@@ -106,6 +108,11 @@ def _launch(args: argparse.Namespace, out: Path, fresh: bool, world: World) -> i
 def _compare(args: argparse.Namespace) -> int:
     config = _resolve(args)
     criteria = list(dict.fromkeys(n.strip() for n in args.criteria.split(",") if n.strip()))
+    recipes = None
+    if args.recoveries is not None:
+        recipes = list(dict.fromkeys(r.strip() for r in args.recoveries.split(",") if r.strip()))
+        if not recipes:
+            raise PrunekitError("--recoveries is empty: e.g. none,reconstruct,reconstruct+distill")
     result = compare.compare(
         config,
         criteria,
@@ -113,6 +120,7 @@ def _compare(args: argparse.Namespace) -> int:
         out=Path(args.out) if args.out else None,
         jobs=args.jobs,
         quiet=args.quiet,
+        recipes=recipes,
     )
     print(result.table.render("plain"), end="")
     print(f"done: {result.out / 'results.md'}")
@@ -129,8 +137,9 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    opened = open_checkpoint(Path(args.checkpoint), args.task)
+    opened = open_checkpoint(Path(args.checkpoint), args.task, data=args.data)
     opened.task.show_progress = not args.quiet
+    print(f"data: {opened.task.describe_data() or 'not described by the task'}")
     metrics = run.evaluate(opened.task, opened.model)
     sizes = pk.measure(opened.model, opened.task.example_inputs())
     print(f"{opened.path}: params {sizes['params']:,}, MACs {sizes['macs']:,}")
@@ -169,8 +178,13 @@ def _export(args: argparse.Namespace) -> int:
 def _resolve(args: argparse.Namespace) -> dict[str, Any]:
     flags = _config_args(args)
     if flags.get("prune.target") is not None:
-        flags["prune.target"] = parse_target(flags["prune.target"])
-    return resolve(args.task, args.config, flags, args.set, preset=args.preset)
+        flags["prune.target"] = pk.Target.split(flags["prune.target"])
+    if flags.get("recovery.methods") is not None:
+        text = flags["recovery.methods"]
+        flags["recovery.methods"] = (
+            [] if text == "none" else [m.strip() for m in text.split(",") if m.strip()]
+        )
+    return resolve(args.task, args.config, flags, args.set, preset=args.preset, data=args.data)
 
 
 def _config_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -185,7 +199,7 @@ def _config_args(args: argparse.Namespace) -> dict[str, Any]:
         "device": "device",
         "threads": "threads",
         "max_drop": "stop.max_drop",
-        "data": "data.root",
+        "recovery": "recovery.methods",
     }
     return {key: getattr(args, attr, None) for attr, key in keys.items()}
 
@@ -200,7 +214,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    p = sub.add_parser("list", help="registered tasks, criteria and schedules")
+    p = sub.add_parser("list", help="registered tasks, criteria, schedules and recoveries")
     p.add_argument("kind", nargs="?", choices=KINDS)
     p.set_defaults(command=_list)
 
@@ -219,7 +233,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("task", help="task name (see `prunekit list tasks`)")
     p.add_argument("--criteria", required=True, help="comma-separated, e.g. taylor,l1,random")
     p.add_argument("--seeds", type=int, default=1, help="seeds per criterion (default 1)")
-    p.add_argument("--jobs", type=int, default=1, help="criteria run in parallel processes")
+    p.add_argument(
+        "--recoveries",
+        metavar="RECIPES",
+        help="recovery recipes side by side, e.g. none,reconstruct,reconstruct+distill",
+    )
+    p.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
     _config_flags(p)
     p.add_argument("--out", metavar="DIR", help="output dir (default runs/TASK-compare-TIME)")
     p.set_defaults(command=_compare)
@@ -232,6 +251,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate a checkpoint")
     p.add_argument("checkpoint", metavar="CHECKPOINT")
     p.add_argument("--task", help="task, for checkpoints that do not name theirs")
+    p.add_argument("--data", metavar="DIR", help="evaluate on this data folder instead")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(command=_eval)
 
@@ -259,6 +279,11 @@ def _config_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", help="a named configuration the task ships (e.g. face: paper)")
     p.add_argument("--config", metavar="FILE", help="YAML file of config overrides")
     p.add_argument("--data", metavar="DIR", help="dataset folder, for tasks that read one")
+    p.add_argument(
+        "--recovery",
+        metavar="METHODS",
+        help="recovery after each step, e.g. reconstruct,distill (or none)",
+    )
     p.add_argument("--schedule", help="pruning schedule (see `prunekit list schedules`)")
     p.add_argument("--target", metavar="KIND=FRACTION", help="fraction to remove, params=0.4")
     p.add_argument("--steps", type=int, help="pruning steps")

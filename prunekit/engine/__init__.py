@@ -1,20 +1,18 @@
-"""The pruning engine: dependency groups, planning, physical removal, persistence."""
+"""The pruning engine, pure mechanism: dependency groups, planning, measurement, persistence.
+
+It knows nothing of criteria, schedules or tasks; :class:`prunekit.Pruner` composes them.
+"""
 
 from prunekit.engine.groups import ChannelGroup, ParamSlice
 from prunekit.engine.measure import measure
 from prunekit.engine.persistence import load, read_checkpoint, save
-from prunekit.engine.pruner import Pruner, StepReport, make_criterion, make_schedule
 from prunekit.engine.target import Target
 
 __all__ = [
     "ChannelGroup",
     "ParamSlice",
-    "Pruner",
-    "StepReport",
     "Target",
     "load",
-    "make_criterion",
-    "make_schedule",
     "measure",
     "read_checkpoint",
     "save",

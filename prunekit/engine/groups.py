@@ -130,7 +130,7 @@ class ChannelGroup:
     def prune(self, units: list[int]) -> dict[str, dict[str, list[int]]]:
         """Physically remove ``units``; returns removed indices per module name and side."""
         removed: dict[str, dict[str, list[int]]] = {}
-        names = self.graph._module2name
+        names = module_names(self.graph)
         for part in self.parts:
             root_idxs = [u * part.block + j for u in units for j in range(part.block)]
             # Recomputed now: an earlier part or group may have shifted concat offsets.
@@ -170,6 +170,12 @@ def _prune_grouped_conv(conv: nn.Module, out_idxs: list[int]) -> None:
     conv.out_channels -= len(gone)
     conv.in_channels -= n_groups * per_in
     conv.groups -= n_groups
+
+
+def module_names(graph: tp.DependencyGraph) -> dict[nn.Module, str]:
+    """Module -> qualified name in the traced model (computed here rather than read from
+    torch-pruning's private bookkeeping)."""
+    return {module: name for name, module in graph.model.named_modules()}
 
 
 def build_graph(model: nn.Module, example_inputs: Any) -> tp.DependencyGraph:
@@ -218,7 +224,7 @@ def find_groups(
     Groups whose channels reach the model's output are skipped unless ``prune_outputs``: a
     pruned output would silently change what the model returns.
     """
-    names = graph._module2name
+    names = module_names(graph)
     raw = list(
         graph.get_all_groups(ignored_layers=list(ignored_layers), root_module_types=ROOT_TYPES)
     )
@@ -303,7 +309,7 @@ def _merge_grouped(
 
 def _slices(parts: list[_Part], num_units: int, graph: tp.DependencyGraph) -> list[ParamSlice]:
     """Parameter slices of every unit, each (parameter, dim, index) counted once."""
-    names = graph._module2name
+    names = module_names(graph)
     seen: dict[tuple[int, str, int], dict[int, int]] = {}
     meta: dict[tuple[int, str, int], tuple[nn.Module, str]] = {}
     roles: dict[tuple[int, str, int], str] = {}

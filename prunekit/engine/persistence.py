@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from prunekit import atomic
 from prunekit.errors import PrunekitError
 
 FORMAT = "prunekit-checkpoint"
@@ -88,18 +89,7 @@ def save(
     _check_plain(payload["meta"], "meta")
     _check_plain(payload["extra"], "extra")
     _check_plain(payload["pruner"], "pruner state")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return atomic.write_with(path, lambda fh: torch.save(payload, fh))
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import Field, model_serializer, model_validator
 
 from prunekit.errors import PrunekitError
+from prunekit.settings import Settings
 
 METRICS = ("params", "macs", "channels")
 
+#: a fraction of a metric to remove: strictly between 0 and 1
+Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 
-@dataclass(frozen=True)
-class Target:
+
+class Target(Settings):
     """A pruning target: the fraction of ONE metric to remove, relative to the unpruned model.
 
     * ``params``: every element of every ``nn.Parameter`` of the model (weights, biases,
@@ -24,63 +29,61 @@ class Target:
     Exactly one of the three must be given, in the open interval (0, 1).
     """
 
-    params: float | None = None
-    macs: float | None = None
-    channels: float | None = None
+    model_config = Settings.model_config | {
+        "title": "a mapping of one of params, macs, channels to a fraction in (0, 1)"
+    }
+    atomic = True
 
-    def __post_init__(self) -> None:
-        given = [(k, v) for k, v in self.items_all() if v is not None]
-        if len(given) != 1:
-            raise PrunekitError(
-                "Target needs exactly one of params=, macs=, channels= (e.g. Target(params=0.4))"
-            )
-        key, value = given[0]
-        if not isinstance(value, (int, float)) or not 0.0 < float(value) < 1.0:
-            raise PrunekitError(
-                f"target {key}={value!r} is out of range: give the fraction to remove, "
-                f"strictly between 0 and 1 (e.g. {key}=0.4)"
-            )
+    params: Fraction | None = None
+    macs: Fraction | None = None
+    channels: Fraction | None = None
 
-    def items_all(self) -> list[tuple[str, float | None]]:
-        return [("params", self.params), ("macs", self.macs), ("channels", self.channels)]
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Target:
+        if sum(v is not None for v in (self.params, self.macs, self.channels)) != 1:
+            raise ValueError(
+                f"name exactly one of {', '.join(METRICS)} with the fraction to remove "
+                "(e.g. params=0.4)"
+            )
+        return self
+
+    @model_serializer
+    def _as_config(self) -> dict[str, float]:
+        """``{metric: fraction}``: the form a configuration holds."""
+        return {self.metric: self.fraction}
 
     @property
     def metric(self) -> str:
         """Which metric the target is expressed in."""
-        return next(k for k, v in self.items_all() if v is not None)
+        return next(m for m in METRICS if getattr(self, m) is not None)
 
     @property
     def fraction(self) -> float:
         """The fraction of :attr:`metric` to remove."""
-        return float(next(v for _, v in self.items_all() if v is not None))
+        return float(getattr(self, self.metric))
 
     @classmethod
-    def parse(cls, text: str | dict | Target) -> Target:
+    def parse(cls, text: str | dict[str, Any] | Target) -> Target:
         """Build from ``"params=0.4"``, ``{"params": 0.4}`` or a Target."""
         if isinstance(text, Target):
             return text
-        if isinstance(text, dict):
-            items = list(text.items())
-        else:
-            key, sep, value = str(text).partition("=")
-            if not sep:
-                raise PrunekitError(
-                    f"target {text!r} is malformed: write METRIC=FRACTION, e.g. params=0.4"
-                )
-            items = [(key.strip(), value.strip())]
-        if len(items) != 1 or items[0][0] not in METRICS:
-            raise PrunekitError(
-                f"target {text!r} is malformed: use one of {', '.join(METRICS)} = a fraction, "
-                "e.g. params=0.4"
-            )
-        key, value = items[0]
+        return cls(**(text if isinstance(text, dict) else cls.split(text)))
+
+    @staticmethod
+    def split(text: str) -> dict[str, float]:
+        """``"params=0.4"`` -> ``{"params": 0.4}``: the syntax only (the range is checked when
+        a Target is built from it)."""
+        key, sep, value = str(text).partition("=")
         try:
             number = float(value)
-        except (TypeError, ValueError):
+        except ValueError:
+            number = None
+        if not sep or number is None or key.strip() not in METRICS:
             raise PrunekitError(
-                f"target {key}={value!r} is not a number: give a fraction such as {key}=0.4"
-            ) from None
-        return cls(**{key: number})
+                f"target {text!r} is malformed: write METRIC=FRACTION with METRIC one of "
+                f"{'|'.join(METRICS)} (e.g. params=0.4)"
+            )
+        return {key.strip(): number}
 
     def __str__(self) -> str:
         return f"{self.metric}={self.fraction:g}"

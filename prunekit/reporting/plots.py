@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from prunekit import atomic
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -58,4 +60,4 @@ def _finish(fig: Figure, ax: Any, xlabel: str, ylabel: str, title: str, path: Pa
     ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic.write_with(path, lambda fh: fig.savefig(fh, dpi=120, format="png"))

@@ -1,8 +1,10 @@
-"""``prunekit compare``: several criteria x seeds from one shared baseline, summarised.
+"""``prunekit compare``: criteria x recovery recipes x seeds from one shared baseline.
 
-The baseline is prepared once and saved as ``OUT/baseline.pt``; every run starts from it, so
-all criteria prune exactly the same model. Runs live in ``OUT/runs/<criterion>-seed<N>/`` and the
-summary goes to ``OUT/results.{md,csv,tex,json}`` and ``OUT/compare.png``.
+The baseline is prepared once and saved as ``OUT/baseline.pt``; every run starts from it
+(``baseline.checkpoint``), so all criteria and recipes prune exactly the same model. Runs live
+in ``OUT/runs/<criterion>[-<recipe>]-seed<N>/`` and the summary goes to
+``OUT/results.{md,csv,tex,json}`` and ``OUT/compare.png``. A recipe is recovery methods joined
+by ``+`` (``reconstruct+distill``), or ``none``.
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ from typing import Any
 import numpy as np
 
 import prunekit as pk
+from prunekit import atomic
 from prunekit.errors import PrunekitError
+from prunekit.recovery import make_recovery
 from prunekit.registry import TASKS
 from prunekit.reporting import Table, compare_plot, compare_table
 from prunekit.runner import run
-from prunekit.runner.config import merge
-from prunekit.runner.rundir import RunDir
+from prunekit.runner.config import merge, validate
+from prunekit.runner.rundir import CompareDir
 
 History = list[dict[str, Any]]
 OUTPUTS = {
@@ -43,6 +47,19 @@ class Comparison:
     table: Table
 
 
+def parse_recipe(recipe: str) -> list[str]:
+    """``"reconstruct+distill"`` -> ``["reconstruct", "distill"]``; ``"none"`` -> ``[]``."""
+    methods = [m.strip() for m in recipe.split("+") if m.strip()]
+    if recipe.strip() == "none":
+        return []
+    if not methods or "none" in methods:
+        raise PrunekitError(
+            f"recovery recipe {recipe!r} is malformed: join method names with +, e.g. "
+            "reconstruct+distill, or write none"
+        )
+    return methods
+
+
 def compare(
     config: dict[str, Any],
     criteria: list[str],
@@ -50,11 +67,13 @@ def compare(
     out: Path | None = None,
     jobs: int = 1,
     quiet: bool = False,
+    recipes: list[str] | None = None,
 ) -> Comparison:
-    """Run every criterion with ``seeds`` seeds (``seed``, ``seed + 1``, ...) and summarise.
+    """Run every criterion x recovery recipe with ``seeds`` seeds (``seed``, ``seed + 1``, ...)
+    and summarise. ``recipes`` default to the configured ``recovery.methods``.
 
-    ``jobs > 1`` runs criteria in that many processes (each gets an equal share of the CPU
-    threads unless ``threads`` is configured).
+    ``jobs > 1`` runs that many criterion-recipe pairs in parallel processes (each gets an
+    equal share of the CPU threads unless ``threads`` is configured).
     """
     if not criteria:
         raise PrunekitError("--criteria is empty: name at least one criterion, e.g. taylor,l1")
@@ -62,56 +81,78 @@ def compare(
         raise PrunekitError(f"--seeds and --jobs must be >= 1, got {seeds} and {jobs}")
     for name in criteria:  # fail before writing anything
         pk.make_criterion(name, options=config["prune"]["criterion_options"])
+    given = recipes is not None
+    recipes = recipes or ["+".join(config["recovery"]["methods"]) or "none"]
+    for recipe in recipes:
+        for method in parse_recipe(recipe):
+            make_recovery(method, config["recovery"]["options"].get(method))
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = out or Path("runs") / f"{config['task']}-compare-{stamp}"
-    if out.exists() and any(out.iterdir()):
-        raise PrunekitError(f"{out} already exists: choose another --out")
+    folder = CompareDir(out)
+    folder.ensure_new()
     echo = _echo(quiet)
-    echo(f"prunekit compare {config['task']}: {', '.join(criteria)} x {seeds} seed(s) -> {out}")
+    pairs = [(c, r) for c in criteria for r in recipes]
+    what = ", ".join(criteria) + (f" x recovery {', '.join(recipes)}" if given else "")
+    echo(f"prunekit compare {config['task']}: {what} x {seeds} seed(s) -> {out}")
     per_job = max(1, (os.cpu_count() or 1) // jobs)
     if jobs > 1 and not config["threads"] and not config["latency"]["threads"]:
         # the baseline trains on every thread but is timed with the runs' share, so that the
         # latency column compares like with like
         config = merge(config, {"latency": {"threads": per_job}})
-    run.make_baseline(config, out / "baseline.pt", quiet=quiet, echo=echo)
-    RunDir(out).write_config(config)
+    if not config["baseline"]["checkpoint"]:
+        run.make_baseline(config, folder.baseline, quiet=quiet, echo=echo)
+        config = merge(config, {"baseline": {"checkpoint": str(folder.baseline.resolve())}})
+    folder.write_config(config)
     if jobs > 1 and not config["threads"]:
         config = merge(config, {"threads": per_job})
     seed_list = [config["seed"] + i for i in range(seeds)]
-    work = [(config, name, seed_list, out, quiet) for name in criteria]
+    names = [f"{c}-{r}" if given else c for c, r in pairs]
+    work = [(config, c, r, name, seed_list, out, quiet) for (c, r), name in zip(pairs, names)]
     if jobs > 1:
         # spawn, not fork: forking a process that already runs torch threads can deadlock
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-            histories = list(pool.map(_run_criterion, *zip(*work)))
+            histories = list(pool.map(_run_pair, *zip(*work)))
     else:
-        histories = [_run_criterion(*args) for args in work]
+        histories = [_run_pair(*args) for args in work]
     task = TASKS.get(config["task"])
-    summary = summarize(dict(zip(criteria, histories)), task.primary_metric, task.higher_is_better)
+    labels = [f"{c} / {r}" if given else c for c, r in pairs]
+    summary = summarize(dict(zip(labels, histories)), task.primary_metric, task.higher_is_better)
     table = compare_table(summary, task.primary_metric)
     title = f"{config['task']}: {config['prune']['schedule']} schedule, {seeds} seed(s)"
     for fmt, name in OUTPUTS.items():
         text = table.render(fmt)
         if fmt == "github":
             text = f"# {title}\n\n{text}\n![{task.primary_metric}](compare.png)\n"
-        (out / name).write_text(text)
-    compare_plot(summary, task.primary_metric, out / "compare.png", title)
+        atomic.write_text(folder.summary(name), text)
+    compare_plot(summary, task.primary_metric, folder.plot, title)
     return Comparison(out, summary, table)
 
 
-def _run_criterion(
-    config: dict[str, Any], criterion: str, seeds: list[int], out: Path, quiet: bool
+def _run_pair(
+    config: dict[str, Any],
+    criterion: str,
+    recipe: str,
+    name: str,
+    seeds: list[int],
+    out: Path,
+    quiet: bool,
 ) -> list[History]:
-    """Every seed of one criterion, each started from the shared baseline (one job)."""
+    """Every seed of one criterion and recovery recipe, each started from the shared baseline
+    (one job)."""
     histories = []
     for seed in seeds:
-        cfg = merge(config, {"seed": seed, "prune": {"criterion": criterion}})
+        cfg = merge(
+            config,
+            {
+                "seed": seed,
+                "prune": {"criterion": criterion},
+                "recovery": {"methods": parse_recipe(recipe)},
+            },
+        )
+        cfg = validate(cfg, "the comparison")
         result = run.start(
-            cfg,
-            out / "runs" / f"{criterion}-seed{seed}",
-            baseline=out / "baseline.pt",
-            quiet=quiet,
-            echo=_echo(quiet),
+            cfg, CompareDir(out).run(name, seed).root, quiet=quiet, echo=_echo(quiet)
         )
         histories.append(result.records)
     return histories

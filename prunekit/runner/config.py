@@ -1,78 +1,172 @@
-"""Run configuration: generic defaults, layered merging and validation with helpful errors.
+"""Run configuration: the declaration of every key, layered merging and validation.
 
-A configuration is a nested dict resolved from, lowest to highest precedence: ``DEFAULTS``, the
-task's ``default_config()``, a YAML file, command-line flags, then ``--set key=value``
-overrides. The merged defaults double as the schema: a key's type is its default's type
-(``None`` accepts anything) and ``RANGES`` / ``CHOICES`` (plus ``Task.config_ranges``) bound
-its value. Everything is checked before a run writes a single file.
+A run's configuration is a nested dict resolved from, lowest to highest precedence: the declared
+defaults (:class:`RunConfig` plus the task's own :attr:`~prunekit.Task.sections`), the task's
+``default_config()`` overrides, a preset, a YAML file, command-line flags, then ``--set
+key=value`` overrides. Each layer is checked against the declaration before it is merged, so an
+error names the layer it came from; nothing is written before everything has passed.
+
+The sections reuse the engine's own settings types (:class:`~prunekit.PruneSettings`,
+:class:`~prunekit.latency.LatencySettings`, :class:`~prunekit.recovery.budget.Budget`), so each
+rule and its message exist once, and the docs' configuration reference is generated from here.
 """
 
 from __future__ import annotations
 
 import copy
-import difflib
+import functools
+import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import Field, create_model
 
+from prunekit.device import DeviceName
 from prunekit.errors import PrunekitError
-from prunekit.registry import CRITERIA, SCHEDULES, TASKS
+from prunekit.latency import LatencySettings
+from prunekit.pruner import PruneSettings
+from prunekit.recovery.budget import Budget
+from prunekit.registry import CRITERIA, RECOVERIES, SCHEDULES, TASKS
+from prunekit.settings import Settings, check, sections
 from prunekit.tasks.base import Task
 
-DEFAULTS: dict[str, Any] = {
-    "task": None,
-    "seed": 0,
-    "device": "auto",  # auto = cuda when available, else cpu
-    "threads": None,  # torch CPU threads; None = torch's default
-    "baseline": {"epochs": 1, "lr": 0.01},  # used by Task.prepare_baseline's default
-    "prune": {
-        "criterion": "taylor",
-        "criterion_options": {},
-        "schedule": "linear",
-        "target": {"params": 0.5},  # fraction to remove: one of params, macs, channels
-        "steps": 4,
-        "scope": "local",
-        "round_to": "auto",  # "auto", null or an int: see prunekit.engine.planner.AUTO_ROUND
-        "min_channels": 1,
-        "score_batches": None,  # batches scored per step; None = a whole epoch
-    },
-    "finetune": {"epochs": 1, "lr": 0.01},
-    "stop": {"max_drop": None},  # stop once the primary metric drops more than this
-    "latency": {"batch_size": 32, "repeats": 9, "warmup": 2, "threads": None},
-}
+#: where ``--data`` falls back to when a task reads a data folder and none is given
+DATA_ENV = "PRUNEKIT_DATA"
 
-#: Allowed numeric ranges ``(low, high)``, ``None`` = unbounded. Bounds are inclusive for
-#: integer keys and exclusive for float keys (so ``lr`` must be > 0 but ``epochs`` may be 0).
-RANGES: dict[str, tuple[float | None, float | None]] = {
-    "seed": (0, None),
-    "threads": (1, None),
-    "baseline.epochs": (0, None),
-    "baseline.lr": (0.0, None),
-    "prune.steps": (1, None),
-    "prune.min_channels": (1, None),
-    "prune.score_batches": (1, None),
-    "finetune.epochs": (0, None),
-    "finetune.lr": (0.0, None),
-    "stop.max_drop": (0.0, None),
-    "latency.batch_size": (1, None),
-    "latency.repeats": (1, None),
-    "latency.warmup": (0, None),
-    "latency.threads": (1, None),
-}
 
-CHOICES: dict[str, tuple[str, ...]] = {
-    "device": ("auto", "cpu", "cuda"),
-    "prune.scope": ("local", "global"),
-}
+class BaselineSettings(Settings):
+    """Where the run starts from."""
 
-TARGET_KINDS = ("params", "macs", "channels")
+    epochs: int = Field(
+        1,
+        ge=0,
+        description="Epochs of the default baseline recipe (`Task.prepare_baseline` trains from "
+        "scratch); a task that loads pretrained weights may ignore it.",
+    )
+    lr: float = Field(0.01, gt=0, description="Learning rate of the default baseline recipe.")
+    checkpoint: str | None = Field(
+        None,
+        description="Start from this checkpoint (a run's `checkpoints/step-0.pt`, a comparison's "
+        "`baseline.pt`) instead of preparing the baseline: the network and the task's training "
+        "state are loaded, the recipe is skipped.",
+    )
 
-#: Mappings that are values rather than sections: an override replaces them whole instead of
-#: being merged key by key (``target: {macs: 0.3}`` must not keep the default ``params``).
-ATOMIC = {"prune.target", "prune.criterion_options"}
+
+class PruneConfig(PruneSettings):
+    """The ``prune`` section: the Pruner's settings plus the names it looks up."""
+
+    criterion: str = Field(
+        "taylor",
+        description="Importance criterion: a built-in (see [Concepts](concepts.md#criteria)) "
+        "or a plugin's name (`prunekit list criteria`).",
+    )
+    criterion_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Keyword arguments of the criterion's constructor, e.g. `{variant: param}` "
+        "for `taylor` or `{normalize: l2}`. Replaced whole by an override.",
+    )
+    schedule: str = Field(
+        "linear",
+        description="How the target is spread over the steps "
+        "(see [Concepts](concepts.md#schedules)).",
+    )
+    score_batches: int | None = Field(
+        None,
+        ge=1,
+        description="Batches of `Task.score_batches()` scored before each step by a gradient "
+        "criterion; `null` = one whole epoch.",
+    )
+
+
+class RecoverySettings(Settings):
+    """How a pruned network gets its function back after every step."""
+
+    methods: list[str] = Field(
+        default_factory=lambda: ["finetune"],
+        description="Recovery methods run in this order after every pruning step "
+        "(`prunekit list recoveries`); `[]` = none.",
+    )
+    options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Keyword arguments of each method's constructor, by method name, e.g. "
+        "`{distill: {lr: 1e-3}}`. Replaced whole by an override.",
+    )
+    budget: Budget = Field(default_factory=Budget, description="Budget of one step's recovery.")
+
+
+class StopSettings(Settings):
+    """When a run stops before its last step."""
+
+    max_drop: float | None = Field(
+        None,
+        ge=0,
+        description="Stop once the primary metric falls more than this below the baseline (in "
+        "the metric's own units); `best.pt` is then the last step within it. `null` = never.",
+    )
+
+
+class RunConfig(Settings):
+    """Every generic key of a run."""
+
+    task: str | None = Field(
+        None,
+        description="The task being run. Filled in from the command line; a value in a file "
+        "is overwritten.",
+    )
+    seed: int = Field(
+        0,
+        ge=0,
+        le=2**32 - 1,
+        description="Seeds Python's, NumPy's and torch's RNGs; step N reseeds with `seed + N`. "
+        "`prunekit compare --seeds K` runs `seed`, `seed + 1`, ... `seed + K - 1`.",
+    )
+    device: DeviceName = Field(
+        "auto",
+        description="`auto` is CUDA when available, else the CPU. Asking for `cuda` without "
+        "CUDA is an error.",
+    )
+    threads: int | None = Field(
+        None,
+        ge=1,
+        description="torch CPU threads for the run and the latency measurement; `null` keeps "
+        "torch's default.",
+    )
+    baseline: BaselineSettings = Field(default_factory=BaselineSettings)
+    prune: PruneConfig = Field(default_factory=PruneConfig)
+    recovery: RecoverySettings = Field(default_factory=RecoverySettings)
+    stop: StopSettings = Field(default_factory=StopSettings)
+    latency: LatencySettings = Field(default_factory=LatencySettings)
+
+
+@functools.cache
+def schema(task_cls: type[Task] | None = None) -> type[RunConfig]:
+    """The declaration of a run of ``task_cls``: the generic keys plus the task's sections."""
+    extra = dict(task_cls.sections) if task_cls is not None else {}
+    clash = sorted(set(extra) & set(RunConfig.model_fields))
+    if clash:
+        raise PrunekitError(
+            f"task {task_cls.__name__} declares section {clash[0]!r}, which is a generic "
+            "section: rename it"
+        )
+    if not extra:
+        return RunConfig
+    fields: dict[str, Any] = {
+        name: (cls, Field(default_factory=cls)) for name, cls in extra.items()
+    }
+    return create_model(f"{task_cls.__name__}Config", __base__=RunConfig, **fields)
+
+
+def defaults(task_cls: type[Task] | None = None) -> dict[str, Any]:
+    """The declared defaults of a run of ``task_cls``, with the task's overrides applied."""
+    base = schema(task_cls)().model_dump()
+    if task_cls is None:
+        return base
+    overrides = task_cls.default_config()
+    check(schema(task_cls), overrides, f"{task_cls.__name__}.default_config()")
+    return merge(base, overrides, task_cls)
 
 
 class _Loader(yaml.SafeLoader):
@@ -87,19 +181,25 @@ _Loader.add_implicit_resolver(
 )
 
 
-def merge(base: dict[str, Any], override: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``base`` updated recursively with ``override`` (neither is modified)."""
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        path = prefix + key
-        old = out.get(key)
-        if isinstance(old, dict) and isinstance(value, dict) and path not in ATOMIC:
-            out[key] = merge(old, value, path + ".")
-        elif isinstance(old, float) and _is_int(value):
-            out[key] = float(value)  # YAML reads `lr: 1` as an int
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
+def merge(
+    base: dict[str, Any], override: dict[str, Any], task_cls: type[Task] | None = None
+) -> dict[str, Any]:
+    """``base`` updated with ``override`` (neither is modified): declared sections merge key
+    by key, every other value (a target, an options mapping) is replaced whole."""
+    merged_into = set(sections(schema(task_cls)))
+
+    def walk(base: dict[str, Any], override: dict[str, Any], prefix: str) -> dict[str, Any]:
+        out = copy.deepcopy(base)
+        for key, value in override.items():
+            path = prefix + key
+            old = out.get(key)
+            if isinstance(old, dict) and isinstance(value, dict) and path in merged_into:
+                out[key] = walk(old, value, path + ".")
+            else:
+                out[key] = copy.deepcopy(value)
+        return out
+
+    return walk(base, override, "")
 
 
 def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
@@ -159,30 +259,20 @@ def parse_sets(items: Iterable[str]) -> dict[str, Any]:
     return unflatten(flat)
 
 
-def parse_target(text: str) -> dict[str, float]:
-    """``"params=0.4"`` -> ``{"params": 0.4}`` (the ``--target`` flag)."""
-    kind, sep, value = text.partition("=")
-    if sep and kind.strip():
-        try:
-            return {kind.strip(): float(value)}
-        except ValueError:
-            pass
-    kinds = "|".join(TARGET_KINDS)
-    raise PrunekitError(f"--target expects {kinds}=FRACTION (e.g. params=0.4), got {text!r}")
-
-
 def resolve(
     task: str,
     config_file: str | Path | None = None,
     flags: dict[str, Any] | None = None,
     sets: Iterable[str] = (),
     preset: str | None = None,
+    data: str | Path | None = None,
 ) -> dict[str, Any]:
-    """The validated configuration of a run of ``task``.
+    """The validated configuration of a new run of ``task``.
 
-    ``preset`` names one of the task's :attr:`~prunekit.Task.presets`, applied over its
-    defaults; ``flags`` maps dotted keys to command-line values (``None`` = flag not given);
-    ``sets`` are raw ``KEY=VALUE`` strings.
+    ``preset`` names one of the task's :attr:`~prunekit.Task.presets`; ``flags`` maps dotted
+    keys to command-line values (``None`` = flag not given); ``sets`` are raw ``KEY=VALUE``
+    strings; ``data`` is the ``--data`` folder, stored under the task's
+    :attr:`~prunekit.Task.data_key` (default ``$PRUNEKIT_DATA``), as an absolute path.
     """
     task_cls = TASKS.get(task)
     if preset is not None and preset not in task_cls.presets:
@@ -194,160 +284,71 @@ def resolve(
         (unflatten({k: v for k, v in (flags or {}).items() if v is not None}), "the flags"),
         (parse_sets(sets), "--set"),
     ]
-    schema = _schema(task_cls)
-    config = merge(DEFAULTS, task_cls.default_config())
+    config = defaults(task_cls)
     for layer, source in layers:
-        _check_keys_and_types(layer, schema, source)
-        config = merge(config, layer)
+        check(schema(task_cls), layer, source)
+        config = merge(config, layer, task_cls)
     config["task"] = task
-    _check_values(config, task_cls)
-    return config
+    config = _with_data_root(config, task_cls, data)
+    return _checked(config, task_cls, "the configuration")
 
 
 def validate(config: dict[str, Any], source: str) -> dict[str, Any]:
     """Check a resolved configuration (e.g. a run dir's ``config.yaml``); fill in missing keys."""
+    if not isinstance(config, dict):
+        raise PrunekitError(f"{source} must hold a mapping, not {type(config).__name__}")
     task_cls = TASKS.get(str(config.get("task")))
-    _check_keys_and_types(config, _schema(task_cls), source)
-    config = merge(merge(DEFAULTS, task_cls.default_config()), config)
-    _check_values(config, task_cls)
-    return config
+    check(schema(task_cls), config, source)
+    return _checked(merge(defaults(task_cls), config, task_cls), task_cls, source)
 
 
-def _schema(task_cls: type[Task]) -> dict[str, Any]:
-    # Like the merged defaults, except that a generic ``None`` (any value) stays ``None`` so a
-    # task default of 4 does not forbid ``prune.score_batches: null``.
-    def keep_none(generic: dict[str, Any], merged: dict[str, Any]) -> dict[str, Any]:
-        for key, value in generic.items():
-            if value is None:
-                merged[key] = None
-            elif isinstance(value, dict) and isinstance(merged.get(key), dict):
-                keep_none(value, merged[key])
-        return merged
-
-    schema = keep_none(DEFAULTS, merge(DEFAULTS, task_cls.default_config()))
-    schema["prune"]["round_to"] = None  # a string or an int: checked by _check_round_to
-    return schema
+def with_data_root(config: dict[str, Any], data: str | Path) -> dict[str, Any]:
+    """``config`` with its task's data folder moved to ``data`` (``eval``/``--resume`` of a run
+    whose data moved)."""
+    task_cls = TASKS.get(str(config["task"]))
+    return _checked(_with_data_root(config, task_cls, data), task_cls, "--data")
 
 
-def _check_keys_and_types(layer: dict[str, Any], schema: dict[str, Any], source: str) -> None:
-    known = [path for path, _ in _leaves(schema)]
-
-    def check(layer: dict[str, Any], schema: dict[str, Any], prefix: str) -> None:
-        for key, value in layer.items():
-            path = prefix + str(key)
-            if key not in schema:
-                raise PrunekitError(_unknown_key_message(path, known, source))
-            default = schema[key]
-            if default is None:
-                continue
-            if isinstance(default, dict):
-                if not isinstance(value, dict):
-                    raise PrunekitError(_type_message(path, dict, value, source))
-                if default and path not in ATOMIC:
-                    check(value, default, path + ".")
-            elif not _has_type(value, type(default)):
-                raise PrunekitError(_type_message(path, type(default), value, source))
-
-    check(layer, schema, "")
+def data_root(config: dict[str, Any]) -> str | None:
+    """The data folder a configuration's task reads (``None`` for tasks that read none)."""
+    key = TASKS.get(str(config["task"])).data_key
+    if key is None:
+        return None
+    node: Any = config
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
 
 
-def _check_values(config: dict[str, Any], task_cls: type[Task]) -> None:
-    ranges = {**RANGES, **task_cls.config_ranges}
-    defaults = dict(_leaves(merge(DEFAULTS, task_cls.default_config())))
-    for path, value in _leaves(config):
-        if path in ranges and value is not None:
-            _check_range(path, value, ranges[path], defaults.get(path))
-        if path in CHOICES and value not in CHOICES[path]:
-            allowed = ", ".join(CHOICES[path])
-            raise PrunekitError(f"config key {path!r} must be one of {allowed}, got {value!r}")
-    _check_target(config["prune"]["target"])
-    _check_round_to(config["prune"]["round_to"])
+def _with_data_root(
+    config: dict[str, Any], task_cls: type[Task], data: str | Path | None
+) -> dict[str, Any]:
+    key = task_cls.data_key
+    if key is None:
+        if data is not None:
+            raise PrunekitError(
+                f"task {config['task']!r} reads no data folder, so --data {data} has no effect: "
+                "drop it"
+            )
+        return config
+    current = data_root(config)
+    chosen = data if data is not None else current or os.environ.get(DATA_ENV) or None
+    if chosen is None:
+        return config
+    # stored absolute, so that eval and resume work from any directory
+    absolute = str(Path(chosen).expanduser().resolve())
+    return merge(config, unflatten({key: absolute}), task_cls)
+
+
+def _checked(config: dict[str, Any], task_cls: type[Task], source: str) -> dict[str, Any]:
+    """The whole configuration checked against the declaration, and its registry names."""
+    config = check(schema(task_cls), config, source).model_dump()
     CRITERIA.get(config["prune"]["criterion"])  # unknown names list the known ones
     SCHEDULES.get(config["prune"]["schedule"])
-
-
-def _check_range(path: str, value: Any, bounds: tuple[Any, Any], default: Any) -> None:
-    low, high = bounds
-    integer = isinstance(default, int) if default is not None else _is_int(low) or _is_int(high)
-    if (integer and not _is_int(value)) or not _has_type(value, float):
-        kind = int if integer else float
-        raise PrunekitError(_type_message(path, kind, value, "the configuration"))
-    if integer:
-        ok = (low is None or value >= low) and (high is None or value <= high)
-        allowed = _describe_range(low, high, ">=", "<=", "[", "]")
-    else:
-        ok = (low is None or value > low) and (high is None or value < high)
-        allowed = _describe_range(low, high, ">", "<", "(", ")")
-    if not ok:
-        kind = "an integer" if integer else "a number"
-        raise PrunekitError(f"config key {path!r} must be {kind} {allowed}, got {value!r}")
-
-
-def _check_round_to(value: Any) -> None:
-    if value not in (None, "auto") and not (_is_int(value) and value >= 1):
-        raise PrunekitError(
-            f"config key 'prune.round_to' must be 'auto', null or an integer >= 1, got {value!r}"
-        )
-
-
-def _describe_range(low: Any, high: Any, ge: str, le: str, left: str, right: str) -> str:
-    if high is None:
-        return f"{ge} {low}"
-    if low is None:
-        return f"{le} {high}"
-    return f"in {left}{low}, {high}{right}"
-
-
-def _check_target(target: dict[str, Any]) -> None:
-    kinds = "|".join(TARGET_KINDS)
-    if len(target) != 1 or next(iter(target)) not in TARGET_KINDS:
-        raise PrunekitError(
-            f"config key 'prune.target' must name exactly one of {kinds} "
-            f"(e.g. {{params: 0.4}}), got {target!r}"
-        )
-    ((kind, fraction),) = target.items()
-    _check_range(f"prune.target.{kind}", fraction, (0.0, 1.0), 0.5)
-
-
-def _unknown_key_message(path: str, known: list[str], source: str) -> str:
-    close = difflib.get_close_matches(path, known, n=1, cutoff=0.6)
-    if not close:  # a misplaced key: compare its last part with every key's last part
-        tails = {key.rsplit(".", 1)[-1]: key for key in known}
-        close = [tails[m] for m in difflib.get_close_matches(path.rsplit(".", 1)[-1], tails, 1)]
-    hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
-    return f"unknown config key {path!r} in {source}: {hint}"
-
-
-def _type_message(path: str, expected: type, value: Any, source: str) -> str:
-    names = {
-        bool: "true or false",
-        int: "an integer",
-        float: "a number",
-        str: "a string",
-        list: "a list",
-        dict: "a mapping",
-    }
-    got = f"{value!r} ({type(value).__name__})"
-    return f"config key {path!r} in {source} must be {names.get(expected, expected)}, got {got}"
-
-
-def _has_type(value: Any, expected: type) -> bool:
-    if expected is float:
-        return _is_int(value) or isinstance(value, float)
-    if expected is int:
-        return _is_int(value)
-    return isinstance(value, expected)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _leaves(tree: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """``(dotted key, value)`` of every leaf; atomic and free-form mappings count as leaves."""
-    for key, value in tree.items():
-        path = prefix + str(key)
-        if isinstance(value, dict) and value and path not in ATOMIC:
-            yield from _leaves(value, path + ".")
-        else:
-            yield path, value
+    methods = config["recovery"]["methods"]
+    for name in methods:
+        RECOVERIES.get(name)
+    unused = sorted(set(config["recovery"]["options"]) - set(methods))
+    for name in unused:
+        RECOVERIES.get(name)  # a misspelt method name in options is a mistake too
+    return config

@@ -11,10 +11,11 @@ face task's classifier head) are not averaged: rank 0's are checkpointed.
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -27,8 +28,6 @@ from torch.distributed.elastic.multiprocessing.api import SignalException
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 from torch.nn.parallel import DistributedDataParallel
-
-from prunekit.tasks.base import Task
 
 #: how long a rank waits for the others (rank 0 evaluating, saving) before giving up
 TIMEOUT = timedelta(minutes=30)
@@ -57,14 +56,13 @@ class World:
         """Whether this is rank 0, the one that evaluates and writes files."""
         return self.rank == 0
 
-    def shard(self, task: Task) -> None:
-        """Make ``task.train_batches`` (and so the default ``score_batches``) yield this rank's
-        share: batch ``i`` of an epoch goes to rank ``i % size``. A last round of fewer than
-        ``size`` batches is dropped, so that every rank takes as many steps (DDP needs it)."""
+    def shard(self, batches: Iterable[Any]) -> Iterable[Any]:
+        """This rank's share of an epoch: batch ``i`` goes to rank ``i % size``. A last round of
+        fewer than ``size`` batches is dropped, so that every rank takes as many steps (DDP
+        needs it). Tasks reach it through :meth:`prunekit.Task.epoch_batches`."""
         if self.size == 1:
-            return
-        epoch = task.train_batches
-        task.train_batches = lambda: (r[self.rank] for r in zip(*[iter(epoch())] * self.size))
+            return batches
+        return (r[self.rank] for r in zip(*[iter(batches)] * self.size))
 
     def wrap(self, model: nn.Module) -> nn.Module:
         """``model`` in DistributedDataParallel, for training; build a new one after pruning."""
@@ -79,6 +77,13 @@ class World:
         if self.size > 1:
             for buffer in model.buffers():
                 dist.broadcast(buffer, src=0)
+
+    def sync_state(self, model: nn.Module) -> None:
+        """Rank 0's parameters and buffers on every rank (after work that each rank did on its
+        own, such as recovery)."""
+        if self.size > 1:
+            for tensor in itertools.chain(model.parameters(), model.buffers()):
+                dist.broadcast(tensor.data, src=0)
 
     def share(self, obj: T) -> T:
         """Rank 0's ``obj`` on every rank."""
@@ -95,7 +100,7 @@ class World:
 
 
 @contextmanager
-def joined(device: str) -> Iterator[World]:
+def joined(device: torch.device) -> Iterator[World]:
     """This process's :class:`World`, in the process group while the block runs.
 
     Under torchrun the group is created (NCCL on CUDA, else gloo) and destroyed after the
@@ -105,7 +110,7 @@ def joined(device: str) -> Iterator[World]:
     if world.size == 1 or dist.is_initialized():
         yield world
         return
-    cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    cuda = device.type == "cuda"
     if cuda:
         torch.cuda.set_device(world.local_rank)
     dist.init_process_group("nccl" if cuda else "gloo", timeout=TIMEOUT)

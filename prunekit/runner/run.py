@@ -1,13 +1,15 @@
-"""The loop behind ``prunekit run``: baseline, then score -> prune -> fine-tune -> evaluate.
+"""The loop behind ``prunekit run``: baseline, then score -> prune -> recover -> evaluate.
 
 A run's checkpoints are its memory. Step 0 is the baseline; after every step the model, the
 pruner, the task's training state and the whole log so far go into ``checkpoints/step-N.pt``
 (atomically). Every step reseeds the RNGs with ``seed + step``, so continuing from any
-checkpoint ends exactly where an uninterrupted run would.
+checkpoint, even after an interrupt in the middle of a step's recovery, ends exactly where an
+uninterrupted run would.
 """
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 import time
@@ -20,13 +22,17 @@ import torch
 from torch import nn
 
 import prunekit as pk
+from prunekit.device import resolve_device
 from prunekit.errors import PrunekitError
 from prunekit.latency import measure_latency
+from prunekit.recovery import RecoveryContext, make_recovery, recover
 from prunekit.registry import TASKS
-from prunekit.reporting import run_plot, run_table
+from prunekit.runner.checkpoint import restore_run, save_run
+from prunekit.runner.config import with_data_root
 from prunekit.runner.distributed import World, joined
-from prunekit.runner.rundir import RunDir, copy_atomic, default_root
-from prunekit.runner.seeding import rng_state, seed_everything, set_rng_state, torch_settings
+from prunekit.runner.report import write_report
+from prunekit.runner.rundir import RunDir, default_root
+from prunekit.runner.seeding import seed_everything, torch_settings
 from prunekit.tasks.base import Task
 
 Echo = Callable[[str], None]
@@ -42,36 +48,32 @@ class RunResult:
 
 
 def start(
-    config: dict[str, Any],
-    out: Path | None = None,
-    *,
-    baseline: Path | None = None,
-    quiet: bool = False,
-    echo: Echo = print,
+    config: dict[str, Any], out: Path | None = None, *, quiet: bool = False, echo: Echo = print
 ) -> RunResult:
-    """Run a validated ``config`` in the new directory ``out``.
-
-    ``baseline`` is a checkpoint written by :func:`make_baseline` to start from instead of
-    preparing the baseline again (``prunekit compare`` shares one across its runs).
-    """
-    with torch_settings(config["threads"]), joined(config["device"]) as world:
+    """Run a validated ``config`` in the new directory ``out``."""
+    with torch_settings(config["threads"]), joined(resolve_device(config["device"])) as world:
         out = world.share(out or default_root(config["task"], config["prune"]["criterion"]))
         run_dir = RunDir(out)
         if world.is_main:
             run_dir.ensure_new()
-        session = _Session(config, quiet, echo, world, baseline)  # may raise: no files yet
+        session = _Session(config, quiet, echo, world)  # may raise: no files yet
         if world.is_main:
             run_dir.write_config(config)
         session.banner(run_dir)
         return session.run(run_dir)
 
 
-def resume(path: Path, *, quiet: bool = False, echo: Echo = print) -> RunResult:
-    """Continue the run in ``path`` from its last checkpoint (a finished run is re-reported)."""
+def resume(
+    path: Path, *, quiet: bool = False, echo: Echo = print, data: str | None = None
+) -> RunResult:
+    """Continue the run in ``path`` from its last checkpoint (a finished run is re-reported);
+    ``data`` points it at its data folder where that has moved."""
     run_dir = RunDir(Path(path))
     config = run_dir.read_config()
-    with torch_settings(config["threads"]), joined(config["device"]) as world:
-        session = _Session(config, quiet, echo, world, run_dir.latest_checkpoint())
+    if data is not None:
+        config = with_data_root(config, data)
+    with torch_settings(config["threads"]), joined(resolve_device(config["device"])) as world:
+        session = _Session(config, quiet, echo, world, run_dir.latest_checkpoint(), run_dir)
         session.banner(run_dir)
         return session.run(run_dir)
 
@@ -79,7 +81,11 @@ def resume(path: Path, *, quiet: bool = False, echo: Echo = print) -> RunResult:
 def make_baseline(
     config: dict[str, Any], path: Path, *, quiet: bool = False, echo: Echo = print
 ) -> dict[str, Any]:
-    """Prepare and evaluate the baseline of ``config`` once, save it to ``path``; its record."""
+    """Prepare and evaluate the baseline of ``config`` once, save it to ``path``; its record.
+
+    Runs that set ``baseline.checkpoint`` to ``path`` then start from it (``prunekit compare``
+    shares one baseline across its runs this way).
+    """
     with torch_settings(config["threads"]):
         session = _Session(config, quiet, echo)
         record = session.prepare_baseline()
@@ -88,9 +94,10 @@ def make_baseline(
 
 
 class _Session:
-    """One process's view of a run: the task, the model and the pruner, built from a config
-    and optionally a checkpoint. In a data-parallel run (see :mod:`~prunekit.runner.distributed`)
-    every rank trains and scores its share of the data; rank 0 alone evaluates and writes."""
+    """One process's view of a run: the task, the model, the pruner and the recovery, built
+    from a config and optionally a checkpoint. In a data-parallel run (see
+    :mod:`~prunekit.runner.distributed`) every rank trains and scores its share of the data;
+    rank 0 alone evaluates and writes."""
 
     def __init__(
         self,
@@ -99,6 +106,7 @@ class _Session:
         echo: Echo,
         world: World | None = None,
         checkpoint: Path | None = None,
+        run_dir: RunDir | None = None,
     ) -> None:
         self.config, self.world = config, world or World()
         self.echo = echo if self.world.is_main else _silent
@@ -107,18 +115,13 @@ class _Session:
         self.device = resolve_device(config["device"])
         self.task = TASKS.get(config["task"])(config, self.device)
         self.task.show_progress = not quiet and self.world.is_main
-        self.world.shard(self.task)
+        self.task.parallel = self.world
         self.model = self.task.build_model()
         self.history: list[dict[str, Any]] = []
-        self.run_dir: RunDir | None = None  # set by run()
+        self.run_dir = run_dir
         state = None
         if checkpoint is not None:
-            state = pk.read_checkpoint(checkpoint)
-            pk.load(checkpoint, self.model)
-            self.task.load_state_dict(
-                {k[5:]: v for k, v in state["extra"].items() if k.startswith("task.")}
-            )
-            set_rng_state(state["extra"])
+            state = restore_run(checkpoint, self.model, self.task)
             self.history = list(state["meta"]["history"])
         self.model.to(self.device)
         self.example = self.task.example_inputs()
@@ -139,7 +142,9 @@ class _Session:
         )
         if state is not None and state["pruner"] is not None:
             self.pruner.load_state_dict(state["pruner"])
-        self.trained = self.world.wrap(self.model)  # what training sees: DDP in data-parallel runs
+        recovery = config["recovery"]
+        self.methods = [make_recovery(m, recovery["options"].get(m)) for m in recovery["methods"]]
+        self.recovery: RecoveryContext | None = None  # built with the parent, once per session
 
     # ------------------------------------------------------------------ the loop
     def run(self, run_dir: RunDir) -> RunResult:
@@ -163,22 +168,37 @@ class _Session:
         return self._finish()
 
     def prepare_baseline(self) -> dict[str, Any]:
-        """Bring the model to its starting point with the task's recipe; the step-0 record."""
+        """Bring the model to its starting point: ``baseline.checkpoint`` if set, else the
+        task's recipe; the step-0 record."""
         started = time.perf_counter()
         seed_everything(self.config["seed"])
-        how = self.task.prepare_baseline(self.trained)
-        return {**self._record(0, None, None, started), "baseline": how}
+        saved = self.config["baseline"]["checkpoint"]
+        if saved:
+            state = restore_run(Path(saved), self.model, self.task, rng=False)
+            self.model.to(self.device)
+            how = f"loaded {saved}"
+            measured = state["meta"].get("history") or [{}]
+            if measured[0].get("step") == 0 and _same_evaluation(state["meta"], self.config):
+                return {**measured[0], "baseline": how}  # measured already, on the same data
+        else:
+            how = self.task.prepare_baseline(self.model)
+            self._check_trained("the baseline", "baseline.lr")
+        return {**self._record(0, None, started), "baseline": how}
 
     def _step(self) -> dict[str, Any]:
         n = self.pruner.step_index + 1
         started = time.perf_counter()
+        context = self._recovery_context()  # the parent is the model before its first step
         seed_everything(self.config["seed"] + n)
         self._score(n)
         self.pruner.all_reduce()  # every rank must choose the same channels
         report = self.pruner.step()
-        self.trained = self.world.wrap(self.model)  # the shapes changed
-        loss = self._finetune(n)
-        return self._record(n, report, loss, started)
+        recovery: dict[str, Any] = {"methods": [], "images": 0, "seconds": 0.0}
+        if self.methods:
+            recovery["before"] = evaluate(self.task, self.model) if self.world.is_main else {}
+            recovery.update(self._recover(n, context))
+            self.world.sync_state(self.model)  # every rank recovered alike; rank 0's counts
+        return {**self._record(n, report, started), "recovery": recovery}
 
     def _score(self, n: int) -> None:
         if not self.pruner.needs_grad:
@@ -187,25 +207,73 @@ class _Session:
         if self.prune["score_batches"] is not None:
             batches = itertools.islice(batches, self.prune["score_batches"])
         self.model.eval()  # score the model as it is: no BatchNorm statistics updates
-        self.model.zero_grad()  # fine-tuning's last gradients must not count as a score batch
+        self.model.zero_grad()  # training's last gradients must not count as a score batch
+        scored = 0
         for batch in self.task.progress(batches, f"score {n}"):
             loss = self.task.loss(self.model, batch)
-            self._check_finite(float(loss.detach()), f"step {n}: the scoring loss")
+            self._check_finite(float(loss.detach()), f"step {n}: the scoring loss", None)
             loss.backward()
             self.pruner.accumulate()
+            scored += 1
+        if not scored:
+            raise PrunekitError(
+                f"step {n}: {self.prune['criterion']} needs gradients but the task yielded no "
+                "score batches (is the training set smaller than one batch?)"
+            )
 
-    def _finetune(self, n: int) -> float | None:
-        loss = None
-        if self.config["finetune"]["epochs"]:
-            optimizer = self.task.make_optimizer(self.trained, self.config["finetune"]["lr"])
-            for _ in range(self.config["finetune"]["epochs"]):
-                loss = self.task.train_epoch(self.trained, optimizer)["loss"]
-                self._check_finite(loss, f"step {n}: the fine-tuning loss")
-        return loss
+    def _recovery_context(self) -> RecoveryContext | None:
+        """The recovery context of this session, built once: it holds the frozen parent (the
+        baseline network) and caches its outputs across steps."""
+        if self.recovery is None and self.methods:
+            parent = self._parent() if any(m.needs_parent for m in self.methods) else None
+            self.recovery = RecoveryContext(parent=parent, batches=self.task.recovery_batches)
+        return self.recovery
 
-    def _record(
-        self, step: int, report: pk.StepReport | None, train_loss: float | None, started: float
-    ) -> dict[str, Any]:
+    def _parent(self) -> nn.Module:
+        if self.pruner.step_index == 0:
+            parent = copy.deepcopy(self.model)
+        else:  # resumed after some steps: the baseline is step 0's checkpoint
+            parent = self.task.build_model()
+            assert self.run_dir is not None
+            pk.load(self.run_dir.checkpoint(0), parent)
+        parent.to(self.device).eval()
+        for p in parent.parameters():
+            p.requires_grad_(False)
+        return parent
+
+    def _recover(self, n: int, context: RecoveryContext | None) -> dict[str, Any]:
+        assert context is not None
+        budget = self.config["recovery"]["budget"]
+        try:
+            reports = recover(
+                self.model,
+                context.parent,
+                self.methods,
+                self.task.recovery_batches,
+                budget=pk.Budget(**budget),
+                task=self.task,
+                outputs=self.task.outputs,
+                kept=self.pruner.kept,
+                inputs=self.task.model_inputs,
+                device=self.device,
+                log=lambda message: self.echo(f"  {message}"),
+                context=context,  # keeps the parent's outputs cached across steps
+            )
+        except PrunekitError as exc:
+            last = self.run_dir.latest_checkpoint() if self.run_dir else None
+            raise PrunekitError(
+                f"step {n}: {exc}; the last good checkpoint is {last}, resume from it"
+            ) from None
+        return {
+            "methods": [
+                {"method": r.method, "images": r.images, "seconds": round(r.seconds, 3), **r.stats}
+                for r in reports
+            ],
+            "images": sum(r.images for r in reports),
+            "seconds": round(sum(r.seconds for r in reports), 3),
+        }
+
+    def _record(self, step: int, report: pk.StepReport | None, started: float) -> dict[str, Any]:
         """The step's record: sizes, latency and metrics, measured by rank 0 for every rank."""
         self.world.sync_buffers(self.model)  # after training: the model rank 0 evaluates
         if not self.world.is_main:  # rank 0 measures, the others take its record
@@ -234,7 +302,6 @@ class _Session:
             "metrics": evaluate(self.task, self.model),
             "planned": planned,
             "achieved": achieved,
-            "train_loss": train_loss,
             "wall_s": round(time.perf_counter() - started, 3),
         }
         return self.world.share(record)
@@ -248,52 +315,40 @@ class _Session:
         drop = self.history[0]["metrics"][primary] - record["metrics"][primary]
         return (drop if self.task.higher_is_better else -drop) <= max_drop
 
-    def _check_finite(self, loss: float, what: str) -> None:
-        if not math.isfinite(loss):
-            last = self.run_dir.latest_checkpoint()
+    def _check_trained(self, what: str, setting: str) -> None:
+        bad = [n for n, p in self.model.named_parameters() if not torch.isfinite(p).all()]
+        if bad:
             raise PrunekitError(
-                f"{what} is {loss}: training diverged, so the run stopped; the last good "
-                f"checkpoint is {last} (try a lower finetune.lr)"
+                f"{what} diverged: parameter {bad[0]!r} is not finite; lower {setting}"
+            )
+
+    def _check_finite(self, loss: float, what: str, setting: str | None) -> None:
+        if not math.isfinite(loss):
+            last = self.run_dir.latest_checkpoint() if self.run_dir else None
+            hint = f" (try a lower {setting})" if setting else ""
+            raise PrunekitError(
+                f"{what} is {loss}: the run stopped; the last good checkpoint is {last}{hint}"
             )
 
     # ------------------------------------------------------------------ output
     def save(self, path: Path, history: list[dict[str, Any]]) -> None:
-        extra = {f"task.{k}": v for k, v in self.task.state_dict().items()}
-        try:
-            pk.save(
-                path,
-                self.model,
-                # the baseline carries no pruning state, so runs with any criterion can share it
-                pruner=self.pruner if self.pruner.step_index else None,
-                meta={"task": self.config["task"], "config": self.config, "history": history},
-                extra={**extra, **rng_state()},
-            )
-        except OSError as exc:  # a full disk, a lost mount: pk.save left earlier files intact
-            raise PrunekitError(
-                f"cannot write checkpoint {path} ({exc.strerror or exc}): the run stopped and its "
-                "earlier checkpoints are intact; free some disk space, then resume it"
-            ) from exc
+        meta = {"task": self.config["task"], "config": self.config, "history": history}
+        # the baseline carries no pruning state, so runs with any criterion can share it
+        pruner = self.pruner if self.pruner.step_index else None
+        save_run(path, self.model, self.task, pruner, meta)
 
     def _finish(self) -> RunResult:
         run_dir, history = self.run_dir, self.history
+        assert run_dir is not None
         best = [r for r in history if self._tolerated(r)][-1]
-        primary, target = self.task.primary_metric, self.pruner.target.metric
         if self.world.is_main:
-            copy_atomic(run_dir.checkpoint(history[-1]["step"]), run_dir.final)
-            copy_atomic(run_dir.checkpoint(best["step"]), run_dir.best)
-            title = f"{self.config['task']} / {self.prune['criterion']}"
-            table = run_table(history, primary, target).render("github")
-            run_dir.report.write_text(
-                f"# {title}\n\n{self._settings()}\n\n{table}\n"
-                f"![{primary} vs parameters](curve.png)\n"
-            )
-            run_plot(history, primary, run_dir.curve, title)
+            write_report(run_dir, self.config, self.task, history, best, self._settings())
         self.world.barrier()
         stopped = best is not history[-1]
         if stopped:
             self.echo(
-                f"stopped early: {primary} at step {history[-1]['step']} fell more than "
-                f"stop.max_drop={self.config['stop']['max_drop']} below the baseline; "
+                f"stopped early: {self.task.primary_metric} at step {history[-1]['step']} fell "
+                f"more than stop.max_drop={self.config['stop']['max_drop']} below the baseline; "
                 f"best.pt is step {best['step']}"
             )
         return RunResult(run_dir.root, history, stopped)
@@ -305,10 +360,11 @@ class _Session:
 
     def _settings(self) -> str:
         p = self.prune
+        methods = "+".join(self.config["recovery"]["methods"]) or "none"
         return (
             f"criterion {p['criterion']}, schedule {p['schedule']}, target {self.pruner.target} "
-            f"in {p['steps']} step(s), {p['scope']} scope, seed {self.config['seed']}, "
-            f"device {self.device}"
+            f"in {p['steps']} step(s), {p['scope']} scope, recovery {methods}, "
+            f"seed {self.config['seed']}, device {self.device}"
         )
 
     def _line(self, r: dict[str, Any]) -> str:
@@ -318,10 +374,20 @@ class _Session:
             if r["step"] == 0
             else f"step {r['step']}/{self.prune['steps']}"
         )
-        return (
+        line = (
             f"{head}: params {r['params']:,} (-{r['achieved']['params']:.1%}), "
             f"MACs {r['macs']:,}, latency {r['latency_ms']:.2f} ms, {metrics} [{r['wall_s']} s]"
         )
+        recovery = r.get("recovery") or {}
+        if recovery.get("methods"):
+            primary = self.task.primary_metric
+            before = recovery["before"].get(primary)
+            line += (
+                f"; recovery {'+'.join(m['method'] for m in recovery['methods'])}: "
+                f"{primary} {before:.4f} -> {r['metrics'][primary]:.4f}, "
+                f"{recovery['images']} images, {recovery['seconds']:.1f} s"
+            )
+        return line
 
 
 def evaluate(task: Task, model: nn.Module) -> dict[str, float]:
@@ -337,14 +403,20 @@ def evaluate(task: Task, model: nn.Module) -> dict[str, float]:
     return metrics
 
 
+#: keys whose values do not change how a baseline measures (a comparison varies them)
+_RUN_KEYS = ("seed", "prune", "recovery", "stop", "baseline")
+
+
+def _same_evaluation(meta: dict[str, Any], config: dict[str, Any]) -> bool:
+    """Whether a checkpoint's baseline record holds for ``config``: same task and settings,
+    apart from how the run prunes and recovers."""
+    saved = meta.get("config") or {}
+
+    def strip(c: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in c.items() if k not in _RUN_KEYS}
+
+    return meta.get("task") == config["task"] and strip(saved) == strip(config)
+
+
 def _silent(_message: str) -> None:
     """The echo of ranks other than 0."""
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; asking for missing CUDA is an error."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise PrunekitError("device 'cuda' was requested but CUDA is not available: use cpu")
-    return torch.device(name)

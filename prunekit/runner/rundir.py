@@ -1,11 +1,9 @@
-"""The layout of a run directory, in one place."""
+"""The layout of a run directory and of a comparison directory, in one place."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from prunekit import atomic
 from prunekit.errors import PrunekitError
 from prunekit.runner.config import validate
 
@@ -61,50 +60,95 @@ class RunDir:
         return self.checkpoint(max(steps)) if steps else None
 
     def ensure_new(self) -> None:
-        """Refuse to start a run over an existing one."""
-        if self.root.exists() and any(self.root.iterdir()):
-            raise PrunekitError(
-                f"{self.root} already exists: choose another --out, or continue that run with "
-                f"`prunekit run --resume {self.root}`"
-            )
+        """Refuse to start a run over an existing one (an empty folder is fine)."""
+        _ensure_new(self.root, f"or continue that run with `prunekit run --resume {self.root}`")
 
     def write_config(self, config: dict[str, Any]) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.config.write_text(yaml.safe_dump(config, sort_keys=False))
+        atomic.write_text(self.config, yaml.safe_dump(config, sort_keys=False))
 
     def read_config(self) -> dict[str, Any]:
         """The run's validated configuration."""
         if not self.config.is_file():
             raise PrunekitError(f"{self.root} is not a run directory: it has no config.yaml")
-        return validate(yaml.safe_load(self.config.read_text()) or {}, str(self.config))
+        try:
+            data = yaml.safe_load(self.config.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise PrunekitError(
+                f"{self.config} is damaged ({str(exc).splitlines()[0]}): restore it or start "
+                "a new run"
+            ) from None
+        return validate(data or {}, str(self.config))
 
     def read_log(self) -> list[dict[str, Any]]:
         """One record per completed step, step 0 being the baseline."""
         if not self.log.is_file():
             raise PrunekitError(f"{self.root} is not a run directory: it has no log.jsonl")
-        return [json.loads(line) for line in self.log.read_text().splitlines() if line]
+        records = []
+        for number, line in enumerate(self.log.read_text().splitlines(), start=1):
+            if not line:
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise PrunekitError(
+                    f"{self.log}, line {number}, is damaged: resume the run "
+                    f"(`prunekit run --resume {self.root}`) to rewrite it from its checkpoint"
+                ) from None
+        return records
 
     def write_log(self, records: list[dict[str, Any]]) -> None:
-        _write_atomic(self.log, "".join(json.dumps(r) + "\n" for r in records))
+        atomic.write_text(self.log, "".join(json.dumps(r) + "\n" for r in records))
 
     def append_log(self, record: dict[str, Any]) -> None:
         with open(self.log, "a") as fh:
             fh.write(json.dumps(record) + "\n")
 
 
-def default_root(task: str, criterion: str) -> Path:
-    """``runs/<task>-<criterion>-<YYYYmmdd-HHMMSS>``."""
-    return Path("runs") / f"{task}-{criterion}-{time.strftime('%Y%m%d-%H%M%S')}"
+@dataclass(frozen=True)
+class CompareDir:
+    """``config.yaml``, ``baseline.pt``, ``runs/<recipe>-seed<N>/`` (run directories) and the
+    summary ``results.{md,csv,tex,json}`` and ``compare.png`` under :attr:`root`."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def baseline(self) -> Path:
+        return self.root / "baseline.pt"
+
+    @property
+    def plot(self) -> Path:
+        return self.root / "compare.png"
+
+    def run(self, name: str, seed: int) -> RunDir:
+        return RunDir(self.root / "runs" / f"{name}-seed{seed}")
+
+    def runs(self) -> list[RunDir]:
+        return [RunDir(p) for p in sorted((self.root / "runs").glob("*")) if p.is_dir()]
+
+    def summary(self, fmt_file: str) -> Path:
+        return self.root / fmt_file
+
+    def is_comparison(self) -> bool:
+        return self.baseline.is_file()
+
+    def ensure_new(self) -> None:
+        _ensure_new(self.root, "or delete it")
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        atomic.write_text(self.config, yaml.safe_dump(config, sort_keys=False))
 
 
-def copy_atomic(src: Path, dst: Path) -> None:
-    """Copy ``src`` to ``dst`` so that ``dst`` is never half-written."""
-    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+def _ensure_new(root: Path, alternative: str) -> None:
+    if root.exists() and not root.is_dir():
+        raise PrunekitError(f"{root} is a file, not a folder: choose another --out")
+    if root.exists() and any(root.iterdir()):
+        raise PrunekitError(f"{root} already exists: choose another --out, {alternative}")
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def default_root(task: str, name: str) -> Path:
+    """``runs/<task>-<name>-<YYYYmmdd-HHMMSS>``."""
+    return Path("runs") / f"{task}-{name}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -18,11 +18,11 @@ import numpy as np
 import torch
 
 import prunekit as pk
+from prunekit.device import resolve_device
 from prunekit.errors import PrunekitError
 from prunekit.latency import measure_latencies
 from prunekit.reporting.tables import Table, size
 from prunekit.runner.checkpoint import open_checkpoint
-from prunekit.runner.run import resolve_device
 from prunekit.runner.rundir import RunDir
 
 #: the speed goal of a pruned model: latency ratio <= min(1, MACs ratio + SLACK)

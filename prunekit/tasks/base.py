@@ -1,18 +1,42 @@
 """The Task API: everything the runner needs to know about a problem, and nothing more.
 
 A task supplies a model, its data, a loss, training and evaluation. The runner drives
-score -> prune -> fine-tune -> evaluate and never looks inside. Register a task with
+score -> prune -> recover -> evaluate and never looks inside; every hook receives the bare
+network (never a DistributedDataParallel wrapper). Register a task with
 ``@prunekit.register_task("name")`` or the ``prunekit.tasks`` entry-point group.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import torch
 from torch import nn
 from tqdm import tqdm
+
+if TYPE_CHECKING:
+    from prunekit.settings import Settings
+
+
+class Parallel(Protocol):
+    """How a task trains in a data-parallel run (the runner supplies it; one process: as is)."""
+
+    def shard(self, batches: Iterable[Any]) -> Iterable[Any]:
+        """This process's share of an epoch's batches."""
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        """``model`` ready for a gradient step that averages over the processes."""
+
+
+class SingleProcess:
+    """:class:`Parallel` of a run in one process: every batch, the model as it is."""
+
+    def shard(self, batches: Iterable[Any]) -> Iterable[Any]:
+        return batches
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        return model
 
 
 class Task:
@@ -28,13 +52,21 @@ class Task:
     primary_metric: ClassVar[str] = "accuracy"
     #: whether a larger primary metric is better
     higher_is_better: ClassVar[bool] = True
-    #: allowed ranges of task-specific numeric config keys, ``{"train.lr": (0, None)}``
-    #: (bounds are inclusive for integer keys, exclusive for float keys)
-    config_ranges: ClassVar[dict[str, tuple[float | None, float | None]]] = {}
+    #: the task's own config sections, declared as :class:`prunekit.settings.Settings`
+    #: classes (``{"toy": ToySettings}`` makes ``toy.width`` a checked, documented key)
+    sections: ClassVar[dict[str, type[Settings]]] = {}
+    #: the dotted config key that ``--data DIR`` (or ``$PRUNEKIT_DATA``) sets, for tasks that
+    #: read a data folder (``None``: the task reads none)
+    data_key: ClassVar[str | None] = None
+    #: what the model returns: ``"logits"`` (a classifier) or ``"embedding"``; recovery by
+    #: distillation matches logits by KL divergence and embeddings by cosine similarity
+    outputs: ClassVar[str] = "logits"
     #: named configurations over :meth:`default_config` (``prunekit run TASK --preset NAME``)
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
     #: whether :meth:`progress` draws bars (the runner clears it for ``--quiet``)
     show_progress: bool = True
+    #: how to train in a data-parallel run; the runner sets it (see :class:`Parallel`)
+    parallel: Parallel = SingleProcess()
 
     def __init__(self, config: dict[str, Any], device: torch.device | str = "cpu") -> None:
         self.config = config
@@ -43,7 +75,7 @@ class Task:
     # ----------------------------------------------------------------- configuration
     @classmethod
     def default_config(cls) -> dict[str, Any]:
-        """Task defaults (YAML-able); they override the runner's generic defaults."""
+        """Overrides of the declared defaults (generic keys and the task's own sections)."""
         return {}
 
     # ----------------------------------------------------------------- model
@@ -64,9 +96,24 @@ class Task:
         """One epoch of training batches."""
         raise NotImplementedError
 
+    def epoch_batches(self) -> Iterable[Any]:
+        """This process's share of one epoch of :meth:`train_batches` (all of it in a run of one
+        process); what the default training loop and scoring iterate."""
+        return self.parallel.shard(self.train_batches())
+
     def score_batches(self) -> Iterable[Any]:
         """Batches used by gradient-based criteria; the training data by default."""
+        return self.epoch_batches()
+
+    def recovery_batches(self) -> Iterable[Any]:
+        """Batches that recovery methods calibrate and distil on, in a fixed order (their
+        labels, if any, are not needed); the training data by default."""
         return self.train_batches()
+
+    def model_inputs(self, batch: Any) -> Any:
+        """What the model takes from ``batch``: its first element for tuples and lists
+        (``(images, labels)``), else the batch itself."""
+        return batch[0] if isinstance(batch, (tuple, list)) else batch
 
     def loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
         """Scalar training loss of ``model`` on ``batch``."""
@@ -82,9 +129,10 @@ class Task:
 
     def train_epoch(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, float]:
         """One epoch of training; returns training statistics (mean loss at least)."""
+        model = self.parallel.wrap(model)
         model.train()
         total, count = 0.0, 0
-        for batch in self.progress(self.train_batches(), "train"):
+        for batch in self.progress(self.epoch_batches(), "train"):
             optimizer.zero_grad(set_to_none=True)
             loss = self.loss(model, batch)
             loss.backward()

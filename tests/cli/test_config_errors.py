@@ -12,13 +12,13 @@ BAD_YAML = "prune:\n  steps: 3\n bad: [\n"
     [
         (["--set", "prune.stesp=3"], ["'prune.stesp'", "did you mean 'prune.steps'?"]),
         (["--set", "steps=3"], ["'steps'", "did you mean 'prune.steps'?"]),
-        (["--config", "cfg.yaml"], ["'finetune.lrr'", "cfg.yaml", "did you mean 'finetune.lr'?"]),
+        (["--config", "cfg.yaml"], ["'baseline.lrr'", "cfg.yaml", "did you mean 'baseline.lr'?"]),
         (["--set", "prune.steps=three"], ["'prune.steps'", "must be an integer", "'three'"]),
-        (["--set", "prune.target=0.4"], ["'prune.target'", "must be a mapping"]),
+        (["--set", "prune.target=0.4"], ["'prune.target'", "must be a mapping of one of"]),
         (["--steps", "0"], ["'prune.steps'", "must be an integer >= 1, got 0"]),
-        (["--set", "finetune.lr=0"], ["'finetune.lr'", "must be a number > 0"]),
+        (["--set", "baseline.lr=0"], ["'baseline.lr'", "must be a number > 0"]),
         (["--target", "params=1.5"], ["'prune.target.params'", "in (0.0, 1.0)"]),
-        (["--target", "flops=0.3"], ["'prune.target'", "params|macs|channels"]),
+        (["--target", "flops=0.3"], ["target 'flops=0.3' is malformed", "params|macs|channels"]),
         (["--scope", "sideways"], ["'prune.scope'", "local, global"]),
         (["--set", "toy.width=0"], ["'toy.width'", ">= 1"]),  # a task's own range
         (["--config", "bad.yaml"], ["malformed YAML", "bad.yaml, line 3, column 2"]),
@@ -30,7 +30,7 @@ BAD_YAML = "prune:\n  steps: 3\n bad: [\n"
 )
 def test_config_error(args, expected, cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "cfg.yaml").write_text("finetune:\n  lrr: 0.1\n")
+    (tmp_path / "cfg.yaml").write_text("baseline:\n  lrr: 0.1\n")
     (tmp_path / "bad.yaml").write_text(BAD_YAML)
     code, _, stderr = cli("run", "toy", *args, "--out", "out")
     assert code == 2

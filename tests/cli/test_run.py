@@ -117,7 +117,9 @@ def test_plugin_criterion_runs_end_to_end(tmp_path, cli):
 
 def test_divergence_stops_and_keeps_the_last_good_checkpoint(run_args, tmp_path, cli):
     out = tmp_path / "run"
-    code, _, err = cli(*run_args, "--out", str(out), "--set", "finetune.lr=1e6")
+    code, _, err = cli(
+        *run_args, "--out", str(out), "--set", "recovery.options={finetune: {lr: 1e6}}"
+    )
     assert code == 2
     assert "diverged" in err and "step-0.pt" in err and len(err.splitlines()) == 1
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-0.pt"]

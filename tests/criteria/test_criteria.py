@@ -53,10 +53,16 @@ def test_l1_and_l2_sum_over_coupled_layers():
     model, _, groups = _setup()
     l1 = pk.make_criterion("l1").scores(groups, 0)[0]
     l2 = pk.make_criterion("l2").scores(groups, 0)[0]
+    # |filter| + |gamma| + |beta| + |head column|, by hand from the weights set in _setup
+    assert l1.tolist() == pytest.approx(
+        [1 + 2 + 0.5 + 0.1 + 1, 0.5 + 0.5 + 2 + 0.2 + 1, 3 + 1 + 0.3 + 2]
+    )
+    assert l2.tolist() == pytest.approx([6.26**0.5, 5.54**0.5, 14.09**0.5])
     for u in range(3):
         owned = torch.cat([t.reshape(-1) for t in _owned(model, u)])
         assert l1[u].item() == pytest.approx(owned.abs().sum().item())
         assert l2[u].item() == pytest.approx(owned.pow(2).sum().sqrt().item())
+    assert l1.dtype == l2.dtype == torch.float64
 
 
 def test_bn_scale_is_abs_gamma():
@@ -99,21 +105,21 @@ def test_taylor_param_variant_sums_squares():
     crit.accumulate(groups)
     for u in range(3):
         want = sum(((p.grad[i] * p[i]) ** 2).sum() for p, i in _param_index(model, u))
-        assert crit.scores(groups, 0)[0][u].item() == pytest.approx(float(want))
+        assert crit.scores(groups, 0)[0][u].item() == pytest.approx(float(want.detach()))
 
 
 def test_taylor_sees_batchnorm_gradients():
+    """With every gradient but BatchNorm's zeroed, the score is BN's own (g*w)^2 sum."""
     model, x, groups = _setup()
     crit = pk.make_criterion("taylor")
     _grads(model, x)
+    model.conv.weight.grad.zero_()
+    model.head.weight.grad.zero_()
+    bn = model.bn
+    expected = (bn.weight.grad * bn.weight + bn.bias.grad * bn.bias).detach().double() ** 2
+    assert expected.abs().min() > 0  # the check below would pass without BN otherwise
     crit.accumulate(groups)
-    before = crit.scores(groups, 0)[0]
-    crit.reset()
-    _grads(model, x)
-    model.bn.weight.grad *= 1000
-    model.bn.bias.grad *= 1000
-    crit.accumulate(groups)
-    assert not torch.allclose(before, crit.scores(groups, 0)[0])
+    assert crit.scores(groups, 0)[0].tolist() == pytest.approx(expected.tolist())
 
 
 def test_taylor_without_backward_is_a_clear_error():
@@ -127,14 +133,25 @@ def test_taylor_without_backward_is_a_clear_error():
 
 def test_taylor_layer_without_gradient_scores_zero_with_warning():
     model, x, groups = _setup()
-    _grads(model, x)
-    model.head.weight.grad = None
     crit = pk.make_criterion("taylor")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        crit.accumulate(groups)
-    assert any("head.weight has no gradient" in str(w.message) for w in caught)
-    assert torch.isfinite(crit.scores(groups, 0)[0]).all()
+        for _ in range(2):
+            _grads(model, x)
+            model.head.weight.grad = None
+            crit.accumulate(groups)
+    messages = [str(w.message) for w in caught]
+    assert messages == [
+        "taylor: head.weight has no gradient (unused in the loss?); it contributes 0"
+    ]
+    # the other parameters still count, the head's column contributes nothing (both batches
+    # were the same, so their mean is the last one's score)
+    expected = [
+        float(sum((p.grad[i] * p[i]).sum() for p, i in _param_index(model, u)[:3]).detach()) ** 2
+        for u in range(3)
+    ]
+    assert min(expected) > 0
+    assert crit.scores(groups, 0)[0].tolist() == pytest.approx(expected)
 
 
 def test_random_is_reproducible_and_ignores_global_rng():
@@ -147,7 +164,33 @@ def test_random_is_reproducible_and_ignores_global_rng():
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
-def test_l2_normalisation_gives_unit_norm():
+def test_random_draws_per_step_so_a_resumed_run_matches():
     _, _, groups = _setup()
+    crit = pk.make_criterion("random", seed=3)
+    steps = [crit.scores(groups, k)[0] for k in range(3)]
+    assert not torch.equal(steps[0], steps[1]) and not torch.equal(steps[1], steps[2])
+    resumed = pk.make_criterion("random", seed=3).scores(groups, 2)[0]  # fresh, at step 2
+    assert torch.equal(resumed, steps[2])
+
+
+def test_l2_normalisation_divides_by_the_norm():
+    _, _, groups = _setup()
+    raw = [4.6, 4.2, 6.3]  # the l1 scores above
+    norm = (4.6**2 + 4.2**2 + 6.3**2) ** 0.5  # sqrt(78.49)
     scores = pk.make_criterion("l1", options={"normalize": "l2"}).scores(groups, 0)[0]
-    assert scores.norm().item() == pytest.approx(1.0)
+    assert scores.tolist() == pytest.approx([r / norm for r in raw])
+
+
+def test_unknown_normalisation_is_refused():
+    with pytest.raises(pk.PrunekitError, match="normalize='max' is unknown"):
+        pk.make_criterion("l1", options={"normalize": "max"})
+
+
+def test_a_criterion_returning_the_wrong_number_of_scores_is_refused():
+    class Short(pk.Criterion):
+        def score(self, groups, step):
+            return [torch.ones(g.num_units - 1) for g in groups]
+
+    _, _, groups = _setup()
+    with pytest.raises(pk.PrunekitError, match="Short returned 2 scores for group 'conv' with 3"):
+        Short().scores(groups, 0)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import pickle
 
 import pytest
@@ -30,6 +29,8 @@ def test_round_trip_is_bit_identical(tmp_path):
     with torch.no_grad():
         assert torch.equal(fresh(x), model(x))
     assert pk.measure(fresh, x[:1]) == pk.measure(model, x[:1])
+    unpruned = pk.measure(SqueezeNet(grouped=False), x[:1])["params"]
+    assert pk.measure(fresh, x[:1])["params"] < 0.8 * unpruned  # the pruned shapes came back
 
 
 def test_resume_pruning_from_a_checkpoint(tmp_path):
@@ -44,29 +45,52 @@ def test_resume_pruning_from_a_checkpoint(tmp_path):
     assert again.done and report.params == pk.measure(model, x[:1])["params"]
 
 
-class _Evil:
+class _Payload:
+    """Unpickling this runs ``exec``, which writes ``marker``: proof that the payload ran."""
+
+    def __init__(self, marker) -> None:
+        self.marker = str(marker)
+
     def __reduce__(self):
-        return (os.system, ("touch " + str(MARKER),))
+        return (exec, (f"open({self.marker!r}, 'w').write('ran')",))
 
 
-MARKER = None
-
-
-def test_pickle_payload_is_refused_without_running(tmp_path):
-    global MARKER
-    MARKER = tmp_path / "pwned"
+def _evil_checkpoint(tmp_path):
+    marker = tmp_path / "payload-ran"
     path = tmp_path / "evil.pt"
-    torch.save({"format": "prunekit-checkpoint", "model": {}, "evil": _Evil()}, path)
-    with pytest.raises(pk.PrunekitError, match="refusing to load"):
-        pk.load(path, model=SqueezeNet())
-    assert not MARKER.exists()
+    torch.save({"format": "prunekit-checkpoint", "model": {}, "evil": _Payload(marker)}, path)
+    assert not marker.exists()  # saving does not run it
+    return path, marker
 
 
-def test_plain_pickle_file_is_refused(tmp_path):
+def test_the_payload_runs_when_unpickled_unsafely(tmp_path):
+    """The control: the payload is live, so the refusals below are meaningful."""
+    path, marker = _evil_checkpoint(tmp_path)
+    torch.load(path, weights_only=False)
+    assert marker.read_text() == "ran"
+    pickle.loads(pickle.dumps(_Payload(tmp_path / "again")))
+    assert (tmp_path / "again").read_text() == "ran"
+
+
+@pytest.mark.parametrize("reader", ["load", "read_checkpoint"])
+def test_pickle_payload_is_refused_without_running(tmp_path, reader):
+    path, marker = _evil_checkpoint(tmp_path)
+    with pytest.raises(pk.PrunekitError, match="refusing to load it") as info:
+        if reader == "load":
+            pk.load(path, model=SqueezeNet())
+        else:
+            pk.read_checkpoint(path)
+    assert "\n" not in str(info.value)
+    assert not marker.exists()
+
+
+def test_plain_pickle_file_is_refused_without_running(tmp_path):
+    marker = tmp_path / "payload-ran"
     path = tmp_path / "evil.pkl"
-    path.write_bytes(pickle.dumps(_Evil()))
-    with pytest.raises(pk.PrunekitError):
+    path.write_bytes(pickle.dumps(_Payload(marker), protocol=2))  # torch.load's own protocol
+    with pytest.raises(pk.PrunekitError, match="a pickle payload.*refusing to load it"):
         pk.read_checkpoint(path)
+    assert not marker.exists()
 
 
 def test_truncated_checkpoint(tmp_path):
@@ -94,11 +118,15 @@ def test_failed_write_keeps_previous_file(tmp_path, monkeypatch):
     model, _, _ = _pruned()
     path = pk.save(tmp_path / "a.pt", model, meta={"v": 1})
 
-    def full_disk(*args, **kwargs):
+    real_save = torch.save
+
+    def full_disk(obj, fh, *args, **kwargs):
+        real_save(obj, fh, *args, **kwargs)
+        fh.truncate(fh.tell() // 2)  # half of it is on disk when the disk fills up
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", full_disk)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="No space left"):
         pk.save(path, model, meta={"v": 2})
     assert pk.read_checkpoint(path)["meta"] == {"v": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["a.pt"]

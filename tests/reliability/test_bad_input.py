@@ -26,7 +26,7 @@ FACE = [
     "--criterion", "l1", "--steps", "1", "--quiet",
     "--set", "data.size=16", "--set", "data.batch_size=4", "--set", "data.eval_pairs=20",
     "--set", "model.width=0.25", "--set", "model.embedding_size=8",
-    "--set", "baseline.epochs=0", "--set", "finetune.epochs=0",
+    "--set", "baseline.epochs=0", "--set", "recovery.methods=[]",
     "--set", "latency.batch_size=1", "--set", "latency.repeats=1", "--set", "latency.warmup=0",
 ]  # fmt: skip
 

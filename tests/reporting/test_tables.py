@@ -5,11 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 
 import pytest
 
 from prunekit.errors import PrunekitError
-from prunekit.reporting import FORMATS, compare_table, run_table
+from prunekit.reporting import compare_table, run_table
 from prunekit.reporting.tables import size
 
 
@@ -27,29 +28,54 @@ RECORDS = [record(0, 24_000, 0.0, 0.9), record(1, 12_000, 0.5, 0.85)]
 
 def test_run_table_rows_and_columns():
     table = run_table(RECORDS, "accuracy", "params")
-    assert table.headers[-2:] == ["accuracy", "loss"]  # primary metric first
-    assert table.rows[0][:2] == ["baseline", "24k"]
-    assert table.rows[1][:5] == ["1", "12k (-50.0%)", "2M (-25.0%)", "1.23", "50.0% / 50.0%"]
+    assert table.headers == [
+        "step", "params", "MACs", "latency (ms)", "params removed: plan / got",
+        "accuracy", "loss",  # the primary metric first
+    ]  # fmt: skip
+    assert table.rows == [
+        ["baseline", "24k", "2M", "1.23", "0.0% / 0.0%", "0.9000", "0.5000"],
+        ["1", "12k (-50.0%)", "2M (-25.0%)", "1.23", "50.0% / 50.0%", "0.8500", "0.5000"],
+    ]
     assert table.records[1] == {
         "step": 1, "params": 12_000, "macs": 2_000_000, "latency_ms": 1.234,
         "planned_removed": 0.5, "achieved_removed": 0.5, "accuracy": 0.85, "loss": 0.5,
     }  # fmt: skip
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
-def test_every_format_renders_every_row(fmt):
-    text = run_table(RECORDS, "accuracy", "params").render(fmt)
-    if fmt == "json":
-        assert [r["step"] for r in json.loads(text)] == [0, 1]
-    elif fmt == "csv":
-        rows = list(csv.DictReader(io.StringIO(text)))
-        assert [float(r["accuracy"]) for r in rows] == [0.9, 0.85]
-    else:
-        assert "baseline" in text and "12k" in text
+def _cells(text: str, fmt: str) -> list[list[str]]:
+    """Header and body cells read back from a rendered table."""
+    lines = text.rstrip("\n").splitlines()
+    if fmt == "plain":
+        assert set(lines[1].replace(" ", "")) == {"-"}  # the rule under the header
+        return [re.split(r"\s{2,}", line.strip()) for line in [lines[0], *lines[2:]]]
     if fmt == "github":
-        assert text.splitlines()[1].startswith("|--")
-    if fmt == "latex":
-        assert "\\toprule" in text and "\\%" in text  # percent signs escaped
+        assert re.fullmatch(r"(\|-+)+\|", lines[1]), lines[1]
+        return [[c.strip() for c in line.strip("|").split("|")] for line in [lines[0], *lines[2:]]]
+    assert fmt == "latex"
+    assert lines[:2] == ["\\begin{tabular}{lllllll}", "\\toprule"]
+    assert lines[3] == "\\midrule" and lines[-2:] == ["\\bottomrule", "\\end{tabular}"]
+    rows = [lines[2], *lines[4:-2]]
+    assert all(row.endswith("\\\\") for row in rows)
+    return [[c.strip().replace("\\%", "%") for c in row[:-2].split("&")] for row in rows]
+
+
+@pytest.mark.parametrize("fmt", ["plain", "github", "latex"])
+def test_text_formats_show_every_cell(fmt):
+    table = run_table(RECORDS, "accuracy", "params")
+    assert _cells(table.render(fmt), fmt) == [table.headers, *table.rows]
+
+
+def test_latex_escapes_percent_signs():
+    text = run_table(RECORDS, "accuracy", "params").render("latex")
+    assert "50.0\\% / 50.0\\%" in text and re.search(r"[^\\]%", text) is None
+
+
+def test_json_and_csv_carry_the_raw_numbers():
+    table = run_table(RECORDS, "accuracy", "params")
+    assert json.loads(table.render("json")) == table.records
+    rows = list(csv.DictReader(io.StringIO(table.render("csv"))))
+    assert [{k: float(v) for k, v in row.items()} for row in rows] == table.records
+    assert list(rows[0]) == list(table.records[0])  # the columns in the records' order
 
 
 def test_unknown_format_is_an_error():

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+import prunekit as pk
 from prunekit.errors import PrunekitError
-from prunekit.runner.config import DEFAULTS, load_yaml, merge, parse_target, resolve, validate
+from prunekit.runner.config import (
+    RunConfig,
+    data_root,
+    defaults,
+    load_yaml,
+    merge,
+    resolve,
+    validate,
+)
+from prunekit.settings import keys
 
 
 def test_precedence_defaults_task_file_flags_set(tmp_path):
     config_file = tmp_path / "c.yaml"
-    config_file.write_text("prune:\n  steps: 5\n  scope: global\nfinetune:\n  lr: 1e-3\n")
+    config_file.write_text("prune:\n  steps: 5\n  scope: global\nbaseline:\n  lr: 1e-3\n")
     config = resolve(
         "toy",
         config_file,
@@ -18,10 +30,10 @@ def test_precedence_defaults_task_file_flags_set(tmp_path):
         sets=["prune.steps=7", "toy.noise=2"],
     )
     assert config["task"] == "toy"
-    assert config["seed"] == DEFAULTS["seed"]  # generic default
+    assert config["seed"] == RunConfig.model_fields["seed"].default  # the declared default
     assert config["baseline"]["epochs"] == 6  # task default over generic
     assert config["prune"]["scope"] == "global"  # file over task
-    assert config["finetune"]["lr"] == 1e-3  # YAML 1.2 float, not the string "1e-3"
+    assert config["baseline"]["lr"] == 1e-3  # YAML 1.2 float, not the string "1e-3"
     assert config["prune"]["steps"] == 7  # --set over flags over file
     assert config["toy"]["noise"] == 2.0 and isinstance(config["toy"]["noise"], float)
 
@@ -34,31 +46,44 @@ def test_round_to_takes_auto_null_or_a_positive_integer(value, expected):
 
 @pytest.mark.parametrize("value", ["0", "fast", "2.5", "true"])
 def test_round_to_refuses_anything_else(value):
-    with pytest.raises(PrunekitError, match=r"'prune\.round_to' must be 'auto', null or an int"):
+    with pytest.raises(PrunekitError, match=r"'prune\.round_to' in --set must be 'auto', null or"):
         resolve("toy", sets=[f"prune.round_to={value}"])
 
 
 def test_target_is_replaced_not_merged():
-    config = resolve("toy", flags={"prune.target": parse_target("macs=0.3")})
+    config = resolve("toy", flags={"prune.target": pk.Target.split("macs=0.3")})
     assert config["prune"]["target"] == {"macs": 0.3}
 
 
-def test_generic_any_key_stays_nullable_when_a_task_sets_it():
+def test_a_task_default_keeps_the_declared_null_allowed():
     # the toy task sets score_batches: 4, yet null ("a whole epoch") remains allowed
     assert resolve("toy", sets=["prune.score_batches=null"])["prune"]["score_batches"] is None
-    with pytest.raises(PrunekitError, match=r"'prune\.score_batches' must be an integer >= 1"):
+    with pytest.raises(PrunekitError, match=r"'prune\.score_batches' in --set must be null or an"):
         resolve("toy", sets=["prune.score_batches=0"])
 
 
-def test_float_ranges_are_exclusive_and_int_ranges_inclusive():
-    assert resolve("toy", sets=["finetune.epochs=0"])["finetune"]["epochs"] == 0
-    with pytest.raises(PrunekitError, match=r"'finetune.lr' must be a number > 0\.0, got 0"):
-        resolve("toy", sets=["finetune.lr=0"])
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("stop.max_drop", 0), ("baseline.epochs", 0), ("toy.noise", 0), ("recovery.methods", "[]")],
+)
+def test_inclusive_lower_bounds_accept_zero(key, value):
+    section, name = key.split(".")
+    assert resolve("toy", sets=[f"{key}={value}"])[section][name] in (0, [])
+
+
+def test_exclusive_bounds_refuse_their_limit():
+    with pytest.raises(PrunekitError, match=r"'baseline\.lr' in --set must be a number > 0, got 0"):
+        resolve("toy", sets=["baseline.lr=0"])
 
 
 def test_bool_is_not_an_integer():
-    with pytest.raises(PrunekitError, match=r"'prune\.steps' in --set must be an integer"):
+    with pytest.raises(PrunekitError, match=r"'prune\.steps' in --set must be an integer >= 1"):
         resolve("toy", sets=["prune.steps=true"])
+
+
+def test_seed_range_is_checked_up_front():
+    with pytest.raises(PrunekitError, match=r"'seed' in --set must be an integer in \[0, "):
+        resolve("toy", sets=["seed=99999999999999999999"])
 
 
 def test_unknown_key_without_close_match_lists_known_keys():
@@ -69,18 +94,62 @@ def test_unknown_key_without_close_match_lists_known_keys():
 def test_validate_fills_in_missing_keys():
     config = validate({"task": "toy", "prune": {"steps": 2}}, "test")
     assert config["prune"]["steps"] == 2 and config["prune"]["criterion"] == "taylor"
+    assert config["toy"]["width"] == 16  # the task's declared section
 
 
-def test_merge_leaves_its_inputs_alone():
-    base = {"a": {"b": 1}}
-    assert merge(base, {"a": {"c": 2}}) == {"a": {"b": 1, "c": 2}}
-    assert base == {"a": {"b": 1}}
+def test_merge_is_key_by_key_in_sections_only_and_leaves_its_inputs_alone():
+    base = defaults()
+    out = merge(base, {"prune": {"steps": 3}, "recovery": {"options": {"distill": {}}}})
+    assert out["prune"]["steps"] == 3 and out["prune"]["scope"] == base["prune"]["scope"]
+    assert out["recovery"]["options"] == {"distill": {}}  # an options mapping is a value
+    assert base["prune"]["steps"] == RunConfig.model_fields["prune"].default_factory().steps
 
 
-@pytest.mark.parametrize("text", ["params", "params=x", "=0.4"])
-def test_parse_target_rejects_malformed_text(text):
-    with pytest.raises(PrunekitError, match="--target expects"):
-        parse_target(text)
+def test_every_declared_key_has_a_description():
+    missing = [key for key, field in keys(RunConfig) if not field.description]
+    assert missing == []
+
+
+def test_data_folder_goes_to_the_tasks_declared_key_as_an_absolute_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = resolve("toy", data="here")
+    assert config["toy"]["data_dir"] == str(tmp_path / "here")
+    assert data_root(config) == str(tmp_path / "here")
+
+
+def test_data_folder_falls_back_to_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRUNEKIT_DATA", str(tmp_path))
+    assert resolve("toy")["toy"]["data_dir"] == str(tmp_path)
+    assert resolve("toy", data=tmp_path / "x")["toy"]["data_dir"] == str(tmp_path / "x")
+
+
+def test_data_folder_for_a_task_that_reads_none_is_refused(monkeypatch):
+    from prunekit_toy.task import ToyTask
+
+    class NoData(ToyTask):
+        """A task without a data folder."""
+
+        data_key = None
+
+    message = "reads no data folder, so --data x has no effect"
+    with (
+        pk.registry("tasks").temporarily("nodata", NoData),
+        pytest.raises(PrunekitError, match=message),
+    ):
+        resolve("nodata", data="x")
+
+
+def test_unknown_recovery_methods_are_caught_with_a_suggestion():
+    with pytest.raises(PrunekitError, match="unknown recovery 'distil': did you mean 'distill'"):
+        resolve("toy", sets=["recovery.methods=[distil]"])
+    with pytest.raises(PrunekitError, match="unknown recovery 'reconstrut'"):
+        resolve("toy", sets=["recovery.options={reconstrut: {}}"])
+
+
+@pytest.mark.parametrize("text", ["params", "params=x", "=0.4", "flops=0.3"])
+def test_target_syntax_is_checked(text):
+    with pytest.raises(PrunekitError, match="is malformed: write METRIC=FRACTION"):
+        pk.Target.split(text)
 
 
 def test_load_yaml_rejects_a_non_mapping(tmp_path):
@@ -88,10 +157,10 @@ def test_load_yaml_rejects_a_non_mapping(tmp_path):
     path.write_text("- 1\n- 2\n")
     with pytest.raises(PrunekitError, match="must hold a mapping"):
         load_yaml(path)
-    assert load_yaml(_empty(tmp_path)) == {}
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    assert load_yaml(empty) == {}
 
 
-def _empty(tmp_path):
-    path = tmp_path / "empty.yaml"
-    path.write_text("")
-    return path
+def test_a_path_is_a_string_in_the_configuration(tmp_path):
+    assert isinstance(resolve("toy", data=Path(tmp_path))["toy"]["data_dir"], str)

@@ -58,10 +58,10 @@ def test_several_models_are_timed_in_interleaved_rounds():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"repeats": 0}, "latency repeats=0 is out of range: give an integer >= 1"),
-        ({"batch_size": 0}, "latency batch_size=0 is out of range"),
-        ({"warmup": -1}, "latency warmup=-1 is out of range: give an integer >= 0"),
-        ({"threads": 0}, "latency threads=0 is out of range"),
+        ({"repeats": 0}, "repeats=0 is invalid: give an integer >= 1"),
+        ({"batch_size": 0}, "batch_size=0 is invalid: give an integer >= 1"),
+        ({"warmup": -1}, "warmup=-1 is invalid: give an integer >= 0"),
+        ({"threads": 0}, "threads=0 is invalid: give null or an integer >= 1"),
     ],
 )
 def test_out_of_range_settings_are_refused(kwargs, message):

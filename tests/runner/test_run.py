@@ -27,7 +27,7 @@ def scripted_accuracy(monkeypatch):
 
 
 def fast_config(**sets: object) -> dict:
-    overrides = ["baseline.epochs=0", "finetune.epochs=0", *(f"{k}={v}" for k, v in sets.items())]
+    overrides = ["baseline.epochs=0", "recovery.methods=[]", *(f"{k}={v}" for k, v in sets.items())]
     return resolve("toy", flags={"prune.criterion": "l1"}, sets=overrides)
 
 
@@ -66,9 +66,12 @@ def test_a_shared_baseline_is_loaded_not_prepared(tmp_path, monkeypatch):
         raise AssertionError("the baseline must not be prepared again")
 
     monkeypatch.setattr(ToyTask, "prepare_baseline", forbidden)
-    other = resolve("toy", flags={"prune.criterion": "random", "seed": 3}, sets=["prune.steps=1"])
-    result = run.start(
-        other, tmp_path / "run", baseline=tmp_path / "baseline.pt", quiet=True, echo=silent
+    other = resolve(
+        "toy",
+        flags={"prune.criterion": "random", "seed": 3},
+        sets=["prune.steps=1", f"baseline.checkpoint={tmp_path / 'baseline.pt'}"],
     )
-    assert result.records[0] == record
+    result = run.start(other, tmp_path / "run", quiet=True, echo=silent)
+    assert result.records[0]["metrics"] == record["metrics"]
+    assert result.records[0]["baseline"] == f"loaded {tmp_path / 'baseline.pt'}"
     assert result.records[1]["params"] < record["params"]

@@ -1,51 +1,36 @@
 """The ``face`` task: prune a SqueezeNet face-verification network and judge it by verification.
 
-Data, by ``data.source``:
-
-* ``lfw`` — LFW in its official layout (``<root>/lfw/<Name>/<Name>_NNNN.jpg`` + ``pairs.txt``):
-  evaluation on the official pairs of ``data.eval_folds`` (threshold chosen on the other
-  evaluation folds, LFW-style), training on the people who appear in none of them.
-* ``folders`` — any ``<root>/<identity>/<image>`` dataset (ORL, VGGFace2, CASIA-WebFace):
-  ``data.eval_identities`` identities held out, balanced pairs among them drawn by the seed.
-* ``synthetic`` — procedural identities generated from the seed (the offline default): the
-  numbers then say nothing about real faces, and the run says so.
-* ``auto`` — ``lfw`` if ``data.root`` (or ``$PRUNEKIT_DATA``) holds ``lfw/pairs.txt``,
-  ``folders`` if it is an identity-folder dataset, else ``synthetic``.
+Data come from :func:`prunekit_face.sources.load_face_data` (``data.source``: ``lfw``,
+``folders``, ``synthetic`` or ``auto``; see :mod:`prunekit_face.sources`). The presets are the
+YAML files of ``prunekit_face/presets/``. This module holds the model, the loss and optimiser,
+the baseline recipe and the verification evaluation.
 """
 
 from __future__ import annotations
 
 import copy
-import os
-import warnings
+import re
 from collections.abc import Iterable, Iterator
-from pathlib import Path
+from importlib import resources
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
+import yaml
 from torch import nn
 
 import prunekit as pk
 from prunekit.errors import PrunekitError
 from prunekit_face import metrics
-from prunekit_face.data import (
-    LFW,
-    Augment,
-    BatchLoader,
-    IdentityFolders,
-    Pairs,
-    Preprocess,
-    SyntheticFaces,
-    balanced_pairs,
-    load_images,
-)
+from prunekit_face.data import Augment, BatchLoader
 from prunekit_face.losses import make_head
 from prunekit_face.models import squeezefacenet, squeezefacenet_dwc
-from prunekit_face.pretrained import LFW_CROP_BOX, MEAN_RGB, load_squeezefaceposenet_dwc
+from prunekit_face.pretrained import load_safetensors, load_squeezefaceposenet_dwc, released_model
+from prunekit_face.settings import SECTIONS
+from prunekit_face.sources import FaceData, load_face_data, resolve_source
 
 ARCHS = {"squeezefacenet": squeezefacenet, "squeezefacenet_dwc": squeezefacenet_dwc}
-SOURCES = ("auto", "lfw", "folders", "synthetic")
+PRESETS = ("quick", "scratch", "taught", "paper")  # prunekit_face/presets/<name>.yaml
 #: logged metric -> key of :func:`metrics.verification_report` (accuracy: thresholds chosen on
 #: the other folds, LFW protocol)
 REPORTED = {
@@ -56,32 +41,13 @@ REPORTED = {
     "tar@far=1e-2": "tar@far=1e-2",
     "tar@far=1e-3": "tar@far=1e-3",
 }
+EMBED_BATCH = 256  # images per forward pass in evaluation
 
-#: the default ("quick") preset: small inputs and few epochs, minutes on a 2-core CPU
-QUICK: dict[str, Any] = {
-    "model": {
-        "arch": "squeezefacenet",
-        "bn": True,
-        "width": 1.0,
-        "embedding_size": 1000,
-        "pretrained": None,  # path to SqueezeFacePoseNet_with_separable_DWC.mat
-    },
-    "data": {
-        "source": "auto",
-        "root": None,  # default: $PRUNEKIT_DATA
-        "size": 48,
-        "eval_folds": [0, 1, 2, 3, 4],  # LFW folds evaluated; training uses people outside
-        "min_images": 2,
-        "eval_identities": 10,  # folders: identities held out for evaluation
-        "eval_pairs": 600,  # folders / synthetic: balanced evaluation pairs
-        "synthetic_identities": 200,
-        "synthetic_images": 12,
-        "on_bad_image": "fail",  # or "skip" (counted and reported)
-        "batch_size": 64,
-        "flip_fusion": False,  # the paper preset fuses flips
-    },
-    "train": {"head": "softmax", "momentum": 0.9, "weight_decay": 5e-4},
-    "baseline": {"epochs": 6, "lr": 0.1, "checkpoint": None},
+#: overrides of the generic defaults: prune the released network with cheap, label-free
+#: recovery (least-squares reconstruction of every pruned layer, then distillation from the
+#: unpruned parent on images of people outside the evaluated pairs)
+DEFAULTS: dict[str, Any] = {
+    "baseline": {"epochs": 30, "lr": 0.1},  # the classifier head, on cached embeddings
     "prune": {
         "criterion": "taylor",
         "schedule": "linear",
@@ -90,188 +56,141 @@ QUICK: dict[str, Any] = {
         "scope": "local",
         "score_batches": 20,
     },
-    "finetune": {"epochs": 1, "lr": 0.01},
-}
-
-#: the SqueezerFaceNet paper's setting: 113x113, its optimiser, Taylor scores averaged over a
-#: whole epoch, a constant number of filters removed per iteration
-PAPER: dict[str, Any] = {
-    "data": {"size": 113, "batch_size": 128, "flip_fusion": True},
-    "baseline": {"epochs": 30, "lr": 0.01},
-    "prune": {
-        "criterion": "taylor",
-        "criterion_options": {"variant": "param"},
-        "schedule": "constant",
-        "target": {"params": 0.48},
-        "steps": 10,
-        "scope": "global",
-        "score_batches": None,
+    "recovery": {
+        "methods": ["reconstruct", "distill"],
+        "options": {
+            "reconstruct": {"images": 256},
+            "distill": {"images": 1024, "flip": True},
+        },
     },
-    "finetune": {"epochs": 2, "lr": 0.001},
 }
 
 
-@pk.register_task("face")
+class _PresetLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that ``1e-4`` is a float (YAML 1.1 reads it as a string)."""
+
+
+_PresetLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+    list("-+.0123456789"),
+)
+
+
+def load_presets() -> dict[str, dict[str, Any]]:
+    """Preset name -> overrides of the defaults, from the YAML files shipped in ``presets/``."""
+    folder = resources.files("prunekit_face") / "presets"
+    presets = {}
+    for name in PRESETS:
+        text = (folder / f"{name}.yaml").read_text(encoding="utf-8")
+        data = yaml.load(text, Loader=_PresetLoader)
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise PrunekitError(f"face preset {name}.yaml must hold a mapping")
+        presets[name] = data
+    return presets
+
+
 class FaceTask(pk.Task):
     """Face verification with SqueezeNet (SqueezerFaceNet): LFW, identity folders or synthetic."""
 
     primary_metric: ClassVar[str] = "accuracy"
     higher_is_better: ClassVar[bool] = True
-    config_ranges: ClassVar[dict[str, tuple[float | None, float | None]]] = {
-        "data.size": (16, None),
-        "data.batch_size": (1, None),
-        "data.min_images": (2, None),
-        "data.eval_identities": (2, None),
-        "data.eval_pairs": (2, None),
-        "data.synthetic_identities": (2, None),
-        "data.synthetic_images": (2, None),
-        "model.width": (0.0, None),
-        "model.embedding_size": (1, None),
-        "train.momentum": (0, 1),
-        "train.weight_decay": (0, None),
-    }
-    presets: ClassVar[dict[str, dict[str, Any]]] = {"quick": {}, "paper": PAPER}
+    #: the model outputs a face embedding (no class scores): recovery methods match embeddings
+    outputs: ClassVar[str] = "embedding"
+    sections: ClassVar[dict[str, type[pk.Settings]]] = SECTIONS
+    data_key: ClassVar[str] = "data.root"
+    presets: ClassVar[dict[str, dict[str, Any]]] = load_presets()
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
-        return copy.deepcopy(QUICK)
+        return copy.deepcopy(DEFAULTS)
 
     def __init__(self, config: dict[str, Any], device: torch.device | str = "cpu") -> None:
         super().__init__(config, device)
         self.data_cfg = config["data"]
-        self.source = self._resolve_source()
+        # resolved now, so that a wrong data folder fails before anything is decoded
+        self.source, self.root = resolve_source(self.data_cfg)
+        self._data: FaceData | None = None
         self._train: BatchLoader | None = None
-        self._eval: tuple[np.ndarray, Pairs] | None = None
         self.head: nn.Module | None = None
 
     # ------------------------------------------------------------------ data
-    def _root(self) -> Path | None:
-        root = self.data_cfg.get("root") or os.environ.get("PRUNEKIT_DATA")
-        if not root:
-            return None
-        path = Path(root).expanduser()
-        if not path.is_dir():
-            raise PrunekitError(
-                f"data root {path} does not exist: pass --data DIR / data.root or set "
-                "PRUNEKIT_DATA to a folder holding lfw/ or <identity>/<image> folders"
-            )
-        return path
+    @property
+    def data(self) -> FaceData:
+        """The decoded (once, cached on disk) or generated data, loaded on first use."""
+        if self._data is None:
+            seed = int(self.config.get("seed", 0))
+            self._data = load_face_data(self.data_cfg, seed, progress=self.show_progress)
+        return self._data
 
-    def _resolve_source(self) -> str:
-        source = self.data_cfg["source"]
-        if source not in SOURCES:
-            raise PrunekitError(f"data.source={source!r} is unknown: choose one of {SOURCES}")
-        root = self._root()
-        if source != "auto":
-            if source != "synthetic" and root is None:
-                raise PrunekitError(
-                    f"data.source={source} needs a data folder: pass --data DIR or set "
-                    "PRUNEKIT_DATA"
-                )
-            return source
-        if root is None:
-            return "synthetic"
-        return (
-            "lfw"
-            if (root / "lfw" / "pairs.txt").is_file() or (root / "pairs.txt").is_file()
-            else "folders"
-        )
+    @property
+    def num_classes(self) -> int:
+        """Training identities: the classifier head's classes."""
+        return self.data.num_classes
 
-    def _lfw_root(self) -> Path:
-        root = self._root()
-        assert root is not None
-        return root / "lfw" if (root / "lfw" / "pairs.txt").is_file() else root
-
-    def _preprocess(self) -> Preprocess:
-        crop = LFW_CROP_BOX if self.source == "lfw" else None
-        return Preprocess(size=int(self.data_cfg["size"]), crop_box=crop, mean=MEAN_RGB)
-
-    def _load(self) -> None:
-        """Decode (once, cached on disk) or generate the training and evaluation data."""
-        if self._train is not None:
-            return
-        cfg, seed = self.data_cfg, int(self.config.get("seed", 0))
-        prep = self._preprocess()
-        if self.source == "synthetic":
-            n_id = int(cfg["synthetic_identities"])
-            faces = SyntheticFaces(n_id, int(cfg["synthetic_images"]), int(cfg["size"]), seed=seed)
-            held_out = max(2, n_id // 5)  # the last fifth of identities is evaluated
-            is_eval = faces.labels >= n_id - held_out
-            train_x, train_y = faces.images[~is_eval], faces.labels[~is_eval]
-            eval_x, eval_y = faces.images[is_eval], faces.labels[is_eval]
-            pairs = _balanced(eval_y, int(cfg["eval_pairs"]), seed)
-        elif self.source == "lfw":
-            lfw = LFW(
-                self._lfw_root(), eval_folds=cfg["eval_folds"], min_images=int(cfg["min_images"])
+    def _loader(self) -> BatchLoader:
+        if self._train is None:
+            data, cfg = self.data, self.data_cfg
+            self._train = BatchLoader(
+                data.train_images,
+                data.train_labels,
+                batch_size=int(cfg["batch_size"]),
+                shuffle=True,
+                drop_last=True,
+                augment=Augment(flip=True, crop_padding=max(1, int(cfg["size"]) // 16)),
+                normalize=data.normalize,
+                seed=int(self.config.get("seed", 0)),
+                device=self.device if self.device.type == "cuda" else None,
             )
-            train = load_images(
-                lfw.train_paths, prep, on_bad_image=cfg["on_bad_image"], progress=self.show_progress
-            )
-            train_x, train_y = train.images, lfw.train_labels[train.indices]
-            evaluation = load_images(
-                lfw.pair_paths(), prep, on_bad_image="fail", progress=self.show_progress
-            )
-            eval_x, pairs = evaluation.images, lfw.pairs
-        else:
-            every = IdentityFolders.scan(self._root())  # type: ignore[arg-type]
-            train_ids, eval_ids = every.split(int(cfg["eval_identities"]), seed)
-            train = load_images(
-                train_ids.paths, prep, on_bad_image=cfg["on_bad_image"], progress=self.show_progress
-            )
-            train_x, train_y = train.images, train_ids.labels[train.indices]
-            evaluation = load_images(
-                eval_ids.paths, prep, on_bad_image="fail", progress=self.show_progress
-            )
-            eval_x = evaluation.images
-            pairs = _balanced(eval_ids.labels, int(cfg["eval_pairs"]), seed)
-        if self.source != "synthetic" and train.skipped:
-            warnings.warn(
-                f"skipped {len(train.skipped)} unreadable training images "
-                f"(data.on_bad_image=skip), e.g. {train.skipped[0]}",
-                stacklevel=2,
-            )
-        # labels must be 0..K-1 for the classifier head
-        _, train_y = np.unique(np.asarray(train_y), return_inverse=True)
-        self.num_classes = int(train_y.max()) + 1
-        self._train = BatchLoader(
-            train_x,
-            train_y,
-            batch_size=int(cfg["batch_size"]),
-            shuffle=True,
-            drop_last=True,
-            augment=Augment(flip=True, crop_padding=max(1, int(cfg["size"]) // 16)),
-            normalize=prep.normalize,
-            seed=seed,
-            device=self.device if self.device.type == "cuda" else None,
-        )
-        self._eval = (eval_x, pairs)
-        self._normalize = prep.normalize
+        return self._train
 
     def describe_data(self) -> str:
-        if self.source == "synthetic":
+        d = self.data
+        counts = (
+            f"{d.train_count:,} training images of {d.num_classes:,} identities, "
+            f"{d.pair_count:,} evaluation pairs over {d.eval_count:,} images "
+            f"(pairs sha256 {d.pairs_sha256}), {len(d.recovery_images):,} recovery images"
+        )
+        if d.skipped:
+            counts += f", {len(d.skipped):,} unreadable images skipped"
+        if d.source == "synthetic":
             return (
                 "SYNTHETIC faces (procedural identities): these numbers say nothing about real "
-                "faces; point the run at LFW with --data DIR or PRUNEKIT_DATA=DIR (DIR/lfw/)"
+                "faces; point the run at LFW with --data DIR or PRUNEKIT_DATA=DIR (DIR/lfw/); "
+                + counts
             )
-        return f"{self.source} data from {self._root()}"
+        if d.source == "lfw":
+            folds = ",".join(str(f) for f in sorted(self.data_cfg["eval_folds"]))
+            return f"lfw data from {d.root} (official pairs of folds {folds}): {counts}"
+        return f"folders data from {d.root}: {counts}"
 
     def train_batches(self) -> Iterable[Any]:
         """One shuffled, augmented epoch; its order is drawn from torch's global RNG, which the
         runner seeds per step, so a resumed run sees exactly the batches it would have seen."""
-        self._load()
-        assert self._train is not None
-        self._train.set_epoch(int(torch.randint(0, 2**31 - 1, (1,))))
-        return self._train
+        loader = self._loader()
+        loader.set_epoch(int(torch.randint(0, 2**31 - 1, (1,))))
+        return loader
+
+    def recovery_batches(self) -> Iterator[torch.Tensor]:
+        """The recovery images (identity-disjoint from the evaluated pairs) in a fixed order:
+        un-augmented, normalised float batches of ``data.batch_size`` on :attr:`device`,
+        channels-last."""
+        images = self.data.recovery_images
+        yield from _batches(images, int(self.data_cfg["batch_size"]), self)
+
+    def model_inputs(self, batch: Any) -> torch.Tensor:
+        """The network input of a batch: ``(images, labels)`` from :meth:`train_batches`, or a
+        tensor from :meth:`recovery_batches`."""
+        images = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return images.to(self.device)
 
     # ------------------------------------------------------------------ model and loss
     def build_model(self) -> nn.Module:
         cfg = self.config["model"]
-        if cfg.get("pretrained"):
-            return load_squeezefaceposenet_dwc(cfg["pretrained"])
-        if cfg["arch"] not in ARCHS:
-            raise PrunekitError(
-                f"model.arch={cfg['arch']!r} is unknown: choose one of {', '.join(ARCHS)}"
-            )
+        if cfg["pretrained"]:
+            return _pretrained(cfg["pretrained"])
         return ARCHS[cfg["arch"]](
             bn=bool(cfg["bn"]),
             width=float(cfg["width"]),
@@ -285,7 +204,6 @@ class FaceTask(pk.Task):
     def _head(self) -> nn.Module:
         """The training-only classifier head (never pruned, never exported)."""
         if self.head is None:
-            self._load()
             model = self.config["model"]
             dim = 1000 if model.get("pretrained") else int(model["embedding_size"])
             self.head = make_head(self.config["train"]["head"], dim, self.num_classes)
@@ -320,26 +238,31 @@ class FaceTask(pk.Task):
     # ------------------------------------------------------------------ baseline
     def prepare_baseline(self, model: nn.Module) -> str:
         cfg = self.config["baseline"]
-        model = getattr(model, "module", model)  # under DDP, the wrapped network
-        if cfg.get("checkpoint"):
-            # a run's checkpoint: the network plus the classifier head saved beside it
-            pk.load(cfg["checkpoint"], model)
-            extra = pk.read_checkpoint(cfg["checkpoint"])["extra"]
-            self.load_state_dict({k[5:]: v for k, v in extra.items() if k.startswith("task.")})
-            return f"loaded {cfg['checkpoint']}"
         epochs, lr = int(cfg["epochs"]), float(cfg["lr"])
-        if self.config["model"].get("pretrained"):
-            # the released network is the baseline: train only the classifier head
-            head = self._head()
-            optimizer = torch.optim.SGD(head.parameters(), lr=lr, momentum=0.9)
-            for _ in range(epochs):
-                _fit_head(self, model, head, optimizer)
-            return f"authors' pretrained weights ({self.config['model']['pretrained']})"
+        pretrained, teacher = self.config["model"]["pretrained"], self.config["model"]["teacher"]
+        if pretrained:
+            # the pretrained network is the baseline: fit only the classifier head (needed by
+            # the task loss of taylor scoring and fine-tuning), on embeddings computed once
+            self._fit_head(model, epochs, lr)
+            return f"pretrained weights ({pretrained}), classifier head fitted for {epochs} epochs"
+        if teacher:
+            images = epochs * len(self.data.recovery_images)
+            pk.recover(
+                model,
+                _pretrained(teacher).to(self.device),
+                ["distill"],
+                self.recovery_batches,
+                budget=pk.Budget(images=2 * images),  # each image and its mirror image
+                options={"distill": {"images": 2 * images, "lr": lr, "flip": True}},
+                outputs="embedding",
+                inputs=self.model_inputs,
+                device=self.device,
+            )
+            self._fit_head(model, epochs, lr)
+            return f"distilled from {teacher} for {epochs} epochs of the recovery images"
         optimizer = self.make_optimizer(model, lr)
         # cosine decay over the baseline epochs, step per batch
-        self._load()
-        assert self._train is not None
-        total = max(1, epochs * len(self._train))
+        total = max(1, epochs * len(self._loader()))
         sched = torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=lr, total_steps=total, pct_start=0.15
         )
@@ -357,30 +280,53 @@ class FaceTask(pk.Task):
                 sched.step()
         return f"trained from scratch for {epochs} epochs"
 
+    def _fit_head(self, model: nn.Module, epochs: int, lr: float) -> None:
+        """Train the classifier head on the frozen ``model``'s embeddings of the training
+        images and their mirror images, computed once (epochs then cost milliseconds)."""
+        data = self.data
+        with torch.no_grad():
+            emb = torch.cat(
+                [
+                    torch.from_numpy(self.embed(model, data.train_images, flip=f))
+                    for f in (False, True)
+                ]
+            ).to(self.device)
+        labels = torch.from_numpy(np.asarray(data.train_labels)).long().to(self.device)
+        labels = torch.cat([labels, labels])
+        head = self._head()
+        head.train()
+        optimizer = torch.optim.SGD(head.parameters(), lr=lr, momentum=0.9)
+        batch = int(self.data_cfg["batch_size"])
+        for _ in range(epochs):
+            order = torch.randperm(len(labels), device=self.device)
+            for start in range(0, len(order), batch):
+                index = order[start : start + batch]
+                optimizer.zero_grad(set_to_none=True)
+                head(emb[index], labels[index]).backward()
+                optimizer.step()
+        head.eval()
+
     # ------------------------------------------------------------------ evaluation
     @torch.inference_mode()
-    def embed(self, model: nn.Module, images: np.ndarray) -> np.ndarray:
-        """Embeddings of uint8 [N, H, W, 3] images (flip-fused if configured)."""
+    def embed(self, model: nn.Module, images: np.ndarray, flip: bool | None = None) -> np.ndarray:
+        """Embeddings of uint8 [N, H, W, 3] images: flip-fused if configured, else (``flip``
+        given) of the images or of their mirror images alone."""
         model.eval()
         out = []
-        bs = 256
-        for start in range(0, len(images), bs):
-            x = torch.from_numpy(np.array(images[start : start + bs]))  # a writable copy
-            x = self._normalize(x.permute(0, 3, 1, 2).to(self.device).float())
-            # channels-last input: oneDNN and cuDNN pick their faster NHWC kernels (the 113x113
-            # released network embeds 1.8x faster on CPU); the embeddings agree to 1e-5
-            x = x.contiguous(memory_format=torch.channels_last)
-            e = model(x)
-            if self.data_cfg["flip_fusion"]:
-                e = e + model(torch.flip(x, dims=[3]))
+        for x in _batches(images, EMBED_BATCH, self):
+            if flip is None:
+                e = model(x)
+                if self.data_cfg["flip_fusion"]:
+                    e = e + model(torch.flip(x, dims=[3]))
+            else:
+                e = model(torch.flip(x, dims=[3]) if flip else x)
             out.append(e.float().cpu().numpy())
         return np.concatenate(out)
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
-        self._load()
-        assert self._eval is not None
-        images, pairs = self._eval
-        emb = self.embed(model, images)
+        data = self.data
+        emb = self.embed(model, data.eval_images)
+        pairs = data.pairs
         scores = metrics.cosine_scores(emb[pairs.left], emb[pairs.right])
         report = metrics.verification_report(scores, pairs.same, pairs.fold)
         return {
@@ -388,19 +334,21 @@ class FaceTask(pk.Task):
         }
 
 
-def _fit_head(task: FaceTask, model: nn.Module, head: nn.Module, optimizer: Any) -> None:
-    model.eval()
-    head.train()
-    for images, labels in task.train_batches():
-        with torch.no_grad():
-            emb = model(images.to(task.device))
-        optimizer.zero_grad(set_to_none=True)
-        head(emb, labels.to(task.device)).backward()
-        optimizer.step()
+def _batches(images: np.ndarray, batch_size: int, task: FaceTask) -> Iterator[torch.Tensor]:
+    """Normalised float NCHW batches of uint8 [N, H, W, 3] ``images`` in order, on the task's
+    device, channels-last: oneDNN and cuDNN pick their faster NHWC kernels (the 113x113
+    released network embeds 1.8x faster on CPU; the embeddings agree to 1e-5)."""
+    normalize = task.data.normalize
+    for start in range(0, len(images), batch_size):
+        x = torch.from_numpy(np.array(images[start : start + batch_size]))  # a writable copy
+        x = normalize(x.to(task.device).permute(0, 3, 1, 2))
+        yield x.contiguous(memory_format=torch.channels_last)
 
 
-def _balanced(labels: np.ndarray, n_pairs: int, seed: int) -> Pairs:
-    """Balanced pairs over images ``0..N-1`` spread over 10 folds (for threshold selection)."""
-    i, j, same = balanced_pairs(np.asarray(labels), n_pairs, seed)
-    fold = np.random.default_rng(seed).integers(0, 10, len(same))
-    return Pairs(tuple(str(k) for k in range(len(labels))), i, j, same, fold)
+def _pretrained(name: str) -> nn.Module:
+    """``released`` (the shipped network) or a ``.safetensors`` / ``.mat`` file of it."""
+    if name == "released":
+        return released_model()
+    if str(name).endswith(".safetensors"):
+        return load_safetensors(name)
+    return load_squeezefaceposenet_dwc(name)

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import json
+from importlib import resources
+from typing import Any
 
+import numpy as np
 import pytest
+import torch
 
 from prunekit.cli.main import main
+from prunekit.registry import TASKS
+from prunekit_face.pretrained import MEAN_RGB
+from prunekit_face.task import FaceTask
 
 TINY = [
     "--set",
@@ -116,3 +123,81 @@ def test_face_task_on_lfw(shared, tmp_path, monkeypatch):
     assert rc == 0
     log = _log(out)
     assert log[0]["metrics"]["accuracy"] > 0.55
+
+
+# ---------------------------------------------------------------------- the task in Python
+def synthetic_task(**data: Any) -> FaceTask:
+    config = FaceTask.default_config()
+    config["seed"] = 0
+    config["data"].update(
+        source="synthetic", size=32, synthetic_identities=10, synthetic_images=4, eval_pairs=400
+    )
+    config["data"].update(batch_size=5, **data)
+    config["model"].update(width=0.25, embedding_size=32)
+    return FaceTask(config)
+
+
+@pytest.fixture(autouse=True)
+def no_data_env(monkeypatch):
+    monkeypatch.delenv("PRUNEKIT_DATA", raising=False)
+
+
+def test_presets_come_from_the_packaged_yaml():
+    assert TASKS.get("face") is FaceTask  # registered by the entry point
+    assert set(FaceTask.presets) == {"quick", "paper"}
+    assert FaceTask.presets["quick"] == {}
+    paper = FaceTask.presets["paper"]
+    assert paper["data"] == {"size": 113, "batch_size": 128, "flip_fusion": True}
+    assert paper["prune"]["criterion_options"] == {"variant": "param"}
+    assert paper["prune"]["score_batches"] is None and paper["finetune"]["lr"] == 0.001
+    folder = resources.files("prunekit_face") / "presets"
+    assert all((folder / f"{name}.yaml").is_file() for name in FaceTask.presets)
+
+
+def test_recovery_batches_are_fixed_unaugmented_normalised_channels_last():
+    task = synthetic_task()
+    assert FaceTask.outputs == "embedding"
+    first, second = list(task.recovery_batches()), list(task.recovery_batches())
+    images = task.data.recovery_images  # the 8 training identities' 32 images
+    assert [len(b) for b in first] == [5] * 6 + [2]
+    assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
+    for batch in first:
+        assert batch.dtype == torch.float32 and batch.device == task.device
+        assert batch.is_contiguous(memory_format=torch.channels_last)
+    expected = torch.from_numpy(np.array(images)).permute(0, 3, 1, 2).float()
+    expected -= torch.tensor(MEAN_RGB).view(1, 3, 1, 1)
+    assert torch.equal(torch.cat(first), expected)
+    assert task.model_inputs(first[0]) is first[0]
+    train_images, labels = next(iter(task.train_batches()))
+    assert task.model_inputs((train_images, labels)) is train_images
+
+
+def test_evaluate_gives_the_metrics_and_describe_data_the_provenance():
+    task = synthetic_task()
+    model = task.build_model()
+    metrics = task.evaluate(model)
+    assert {"accuracy", "accuracy_std", "eer", "auc", "tar@far=1e-2"} <= set(metrics)
+    assert set(metrics) <= {
+        "accuracy",
+        "accuracy_std",
+        "eer",
+        "auc",
+        "tar@far=1e-2",
+        "tar@far=1e-3",
+    }
+    assert all(isinstance(v, float) for v in metrics.values())
+    assert 0 <= metrics[FaceTask.primary_metric] <= 1
+    line = task.describe_data()
+    assert line.startswith("SYNTHETIC faces") and "PRUNEKIT_DATA" in line
+    assert "32 training images of 8 identities" in line and "400 evaluation pairs" in line
+    assert task.data.pairs_sha256 in line and "32 recovery images" in line
+
+
+def test_baseline_trains_the_bare_network():
+    task = synthetic_task()
+    task.config["baseline"].update(epochs=1, lr=0.01)
+    model = task.build_model()
+    before = model.conv1.weight.detach().clone()
+    assert task.prepare_baseline(model) == "trained from scratch for 1 epochs"
+    assert not torch.equal(model.conv1.weight, before)
+    assert set(task.state_dict()) == set(task.head.state_dict())

@@ -132,6 +132,8 @@ class LFW:
                 )
         held_out = {key.split("/")[0] for key in every_pair.select(excluded).images}
         train = [n for n, files in people.items() if n not in held_out and len(files) >= min_images]
+        self._people = people
+        self._evaluated = {key.split("/")[0] for key in self.pairs.images}
         #: training people, sorted; label ``i`` is ``train_identities[i]``
         self.train_identities: tuple[str, ...] = tuple(train)
         #: every image of every training person, grouped by person
@@ -141,6 +143,24 @@ class LFW:
         #: the person (index into ``train_identities``) of each of ``train_paths``
         self.train_labels: np.ndarray = np.repeat(
             np.arange(len(train), dtype=np.int64), [len(people[name]) for name in train]
+        )
+
+    @property
+    def recovery_paths(self) -> tuple[Path, ...]:
+        """Every image of every person named in no evaluation pair, single-image people included.
+
+        These need no identity labels (for label-free recovery after pruning) and are
+        identity-disjoint from :attr:`pairs`. Ordered :attr:`train_paths` first, then the
+        images of the other such people (fewer than ``min_images`` images, or only in
+        ``train_exclude_folds`` outside ``eval_folds``), grouped by person in name order, so
+        that one decoded array holds the training images as its prefix.
+        """
+        trained = set(self.train_identities)
+        others = [
+            name for name in self._people if name not in self._evaluated and name not in trained
+        ]
+        return self.train_paths + tuple(
+            self.root / name / file for name in others for file in self._people[name]
         )
 
     def pair_paths(self) -> list[Path]:

@@ -171,3 +171,33 @@ def test_real_lfw_statistics(shared) -> None:
     assert len(unpaired.train_identities) == 1468 and len(unpaired.train_paths) == 1549
     evaluated = {key.split("/")[0] for key in unpaired.pairs.images}
     assert evaluated.isdisjoint(unpaired.train_identities)
+
+
+def test_recovery_paths_are_everyone_outside_the_evaluated_folds(lfw_root) -> None:
+    def stems(lfw: LFW) -> list[str]:
+        return [p.stem for p in lfw.recovery_paths]
+
+    every_fold = LFW(lfw_root)
+    # the training people first (a prefix), then single-image Jon
+    assert every_fold.recovery_paths[: len(every_fold.train_paths)] == every_fold.train_paths
+    assert stems(every_fold)[len(every_fold.train_paths) :] == ["Jon_0001"]
+
+    fold0 = LFW(lfw_root, eval_folds=[0])
+    assert fold0.train_identities == ("Eve", "Fay", "Gus", "Ivy", "Kim")
+    assert stems(fold0)[len(fold0.train_paths) :] == ["Hal_0001", "Jon_0001"]
+    # people of excluded but unevaluated folds are not trained on, but may be recovered on
+    wider = LFW(lfw_root, eval_folds=[0], train_exclude_folds=[0, 1])
+    assert {p.parent.name for p in wider.recovery_paths} == {
+        "Eve",
+        "Fay",
+        "Gus",
+        "Hal",
+        "Ivy",
+        "Jon",
+        "Kim",
+    }
+    assert len(wider.recovery_paths) == sum(
+        PEOPLE[n] for n in ["Eve", "Fay", "Gus", "Hal", "Ivy", "Jon", "Kim"]
+    )
+    evaluated = {key.split("/")[0] for key in wider.pairs.images}
+    assert evaluated.isdisjoint(p.parent.name for p in wider.recovery_paths)

@@ -10,13 +10,15 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
-from prunekit import Task
+from prunekit import Settings, Task
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -38,48 +40,59 @@ class ToyNet(nn.Module):
         return self.classifier(self.features(x).mean(dim=(2, 3)))
 
 
+class ToySettings(Settings):
+    """The toy task's own section: `prunekit run toy --set toy.width=8` is checked against it."""
+
+    classes: int = Field(4, ge=2, description="Number of classes.")
+    image_size: int = Field(16, ge=8, description="Height and width of the images.")
+    train_samples: int = Field(512, ge=1, description="Training images.")
+    test_samples: int = Field(256, ge=1, description="Test images.")
+    batch_size: int = Field(64, ge=1, description="Training and evaluation batch size.")
+    width: int = Field(16, ge=1, description="Channels of the first conv block.")
+    noise: float = Field(3.0, ge=0, description="Standard deviation of the pixel noise.")
+    data_seed: int = Field(
+        0, ge=0, description="Seed of the data: it stays fixed while `seed` varies."
+    )
+    data_dir: str | None = Field(
+        None,
+        description="Folder holding the dataset as `toy-data.pt` (written there on first use); "
+        "`null` = generate it in memory. Set by `--data DIR`.",
+    )
+    batch_delay: float = Field(
+        0.0, ge=0, description="Seconds slept per training batch (tests interrupt runs)."
+    )
+
+
 class ToyTask(Task):
     """Toy: small CNN on a synthetic 4-class image problem, seconds on a CPU."""
 
     primary_metric = "accuracy"
     higher_is_better = True
-    # Keys listed here get range-checked by `prunekit run` before anything starts.
-    config_ranges: ClassVar[dict[str, tuple[float | None, float | None]]] = {
-        "toy.classes": (2, None),
-        "toy.image_size": (8, None),
-        "toy.train_samples": (1, None),
-        "toy.test_samples": (1, None),
-        "toy.batch_size": (1, None),
-        "toy.width": (1, None),
-        "toy.noise": (0.0, None),
-    }
+    # The task's own keys, declared once: `prunekit run` checks them before anything starts
+    # and the docs list them.
+    sections: ClassVar[dict[str, type[Settings]]] = {"toy": ToySettings}
+    # `prunekit run toy --data DIR` (or $PRUNEKIT_DATA) sets this key
+    data_key: ClassVar[str] = "toy.data_dir"
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
-        # Overrides of the generic defaults plus this task's own `toy` section; every key
-        # here becomes a valid `--set` key and its type is checked.
+        # Overrides of the generic defaults for a model this small.
         return {
             "threads": 1,  # a model this small runs fastest on one thread
             "baseline": {"epochs": 6, "lr": 0.05},
             "prune": {"steps": 3, "target": {"params": 0.5}, "score_batches": 4},
-            "finetune": {"epochs": 1, "lr": 0.02},
+            "recovery": {"options": {"finetune": {"images": 512, "lr": 0.02}}},  # an epoch
             "latency": {"batch_size": 16, "repeats": 5, "warmup": 1},
-            "toy": {
-                "classes": 4,
-                "image_size": 16,
-                "train_samples": 512,
-                "test_samples": 256,
-                "batch_size": 64,
-                "width": 16,
-                "noise": 3.0,
-                "data_seed": 0,  # the data stays fixed while `seed` varies (prunekit compare)
-                "batch_delay": 0.0,  # seconds slept per training batch (tests interrupt runs)
-            },
         }
 
     def __init__(self, config: dict[str, Any], device: torch.device | str = "cpu") -> None:
         super().__init__(config, device)
         self.cfg = config["toy"]
+        stored = Path(self.cfg["data_dir"]) / "toy-data.pt" if self.cfg["data_dir"] else None
+        if stored is not None and stored.is_file():
+            data = torch.load(stored, weights_only=True)
+            self.train_set, self.test_set = tuple(data["train"]), tuple(data["test"])
+            return
         generator = torch.Generator().manual_seed(self.cfg["data_seed"])
         size = self.cfg["image_size"]
         # Upsampled 4x4 noise: blobs of colour that convolutions pick out of the pixel noise.
@@ -93,6 +106,9 @@ class ToyTask(Task):
 
         self.train_set = sample(self.cfg["train_samples"])
         self.test_set = sample(self.cfg["test_samples"])
+        if stored is not None:
+            stored.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({"train": list(self.train_set), "test": list(self.test_set)}, stored)
 
     def build_model(self) -> nn.Module:
         return ToyNet(self.cfg["classes"], self.cfg["width"])

@@ -1,14 +1,19 @@
-"""The Pruner: score -> plan -> physically remove channels, step by step toward a target."""
+"""The Pruner: score -> plan -> physically remove channels, step by step toward a target.
+
+It composes the layers below it: a criterion and a schedule (looked up by name in their
+registries) and the engine's mechanism (channel groups, the planner, measurement).
+"""
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
 import torch.distributed as dist
+from pydantic import Field
 from tabulate import tabulate
 from torch import nn
 
@@ -20,8 +25,37 @@ from prunekit.engine.target import METRICS, Target
 from prunekit.errors import PrunekitError
 from prunekit.registry import CRITERIA, SCHEDULES
 from prunekit.schedules.base import Schedule
+from prunekit.settings import Settings
 
-SCOPES = ("local", "global")
+
+class PruneSettings(Settings):
+    """How far and how a :class:`Pruner` prunes (the ``prune`` section of a run's config)."""
+
+    target: Target = Field(
+        Target(params=0.4),
+        description="What to remove, relative to the unpruned model: exactly one of `params`, "
+        "`macs`, `channels`, a fraction strictly between 0 and 1. Replaced whole by an override "
+        "(`{macs: 0.3}` drops the default `params`).",
+    )
+    steps: int = Field(
+        1, ge=1, description="Pruning steps; each one scores, prunes, recovers and evaluates."
+    )
+    scope: Literal["local", "global"] = Field(
+        "local",
+        description="`local`: every channel group loses the same fraction; `global`: the "
+        "lowest-scoring units across all groups go first.",
+    )
+    round_to: Literal["auto"] | Annotated[int, Field(ge=1)] | None = Field(
+        "auto",
+        description="Keep a multiple of this many units in every pruned group; `auto` = 8 in "
+        "groups of 64 units or more (fast kernels, see "
+        "[Results](results.md#realized-speed-on-cpu)), `null` = no rounding.",
+    )
+    min_channels: int = Field(1, ge=1, description="Fewest units any group keeps.")
+
+
+#: the Pruner's defaults, declared once by :class:`PruneSettings`
+DEFAULT = PruneSettings()
 
 
 def make_criterion(
@@ -103,30 +137,25 @@ class Pruner:
         example_inputs: Any,
         criterion: str | Criterion = "l1",
         schedule: str | Schedule = "linear",
-        target: Target | str | dict = "params=0.4",
-        steps: int = 1,
-        scope: str = "local",
+        target: Target | str | dict = DEFAULT.target,
+        steps: int = DEFAULT.steps,
+        scope: str = DEFAULT.scope,
         ignored_layers: Sequence[nn.Module] = (),
-        round_to: RoundTo = "auto",
-        min_channels: int = 1,
+        round_to: RoundTo = DEFAULT.round_to,
+        min_channels: int = DEFAULT.min_channels,
         seed: int = 0,
         criterion_options: dict[str, Any] | None = None,
         prune_outputs: bool = False,
     ) -> None:
-        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-            raise PrunekitError(f"steps={steps!r} is out of range: give an integer >= 1")
-        if scope not in SCOPES:
-            raise PrunekitError(f"scope={scope!r} is unknown: choose 'local' or 'global'")
-        if round_to not in (None, "auto") and (
-            not isinstance(round_to, int) or isinstance(round_to, bool) or round_to < 1
-        ):
-            raise PrunekitError(
-                f"round_to={round_to!r} is out of range: give 'auto', None or an int >= 1"
-            )
-        if not isinstance(min_channels, int) or min_channels < 1:
-            raise PrunekitError(f"min_channels={min_channels!r} is out of range: give an int >= 1")
+        self.settings = PruneSettings(
+            target=Target.parse(target),
+            steps=steps,
+            scope=scope,
+            round_to=round_to,
+            min_channels=min_channels,
+        )
         self.model = model
-        self.target = Target.parse(target)
+        self.target = self.settings.target
         self.criterion = make_criterion(criterion, seed, criterion_options)
         self.criterion_name = criterion if isinstance(criterion, str) else type(criterion).__name__
         self.schedule = make_schedule(schedule)
@@ -138,6 +167,10 @@ class Pruner:
         self.prune_outputs = prune_outputs
         self.step_index = 0
         self.history: list[dict[str, Any]] = []
+        #: output channels each pruned conv/linear layer keeps, as indices into the unpruned
+        #: layer's outputs (what recovery compares with the parent network); unpruned layers
+        #: are absent
+        self.kept: dict[str, list[int]] = {}
         self._channel_plan: list[int] | None = None  # [channels removed before, total]
         self.graph = build_graph(model, example_inputs)
         self.positions = mac_positions(model, example_inputs)
@@ -171,15 +204,28 @@ class Pruner:
             "widths": dict(self.widths),
             "channel_plan": self._channel_plan,
             "history": self.history,
+            "kept": self.kept,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from ``state`` (the model must already carry the pruned architecture)."""
+        """Continue from ``state`` (the model must already carry the pruned architecture).
+
+        The state must come from a pruner with the same criterion, schedule, target, scope and
+        steps: resuming with other settings would silently prune another way.
+        """
+        ours = self.state_dict()
+        for key in ("criterion", "schedule", "target", "scope", "steps"):
+            if key in state and state[key] != ours[key]:
+                raise PrunekitError(
+                    f"the saved pruning state has {key} {state[key]!r} but this Pruner has "
+                    f"{ours[key]!r}: resume with the settings it was started with"
+                )
         self.step_index = int(state["step_index"])
         self.base = {k: int(v) for k, v in state["base"].items()}
         self.widths = {k: int(v) for k, v in state.get("widths", self.widths).items()}
         self._channel_plan = state.get("channel_plan")
         self.history = list(state.get("history", []))
+        self.kept = {k: [int(i) for i in v] for k, v in state.get("kept", {}).items()}
 
     # ------------------------------------------------------------------ scoring
     def accumulate(self) -> None:
@@ -214,6 +260,7 @@ class Pruner:
         plan = PLANNERS[self.scope](cost, scores, metric, amount, self.limits)
         predicted = self._fractions(cost.totals())
         removed = self._execute(plan)
+        self._track_kept(removed, layers_before)
         self.criterion.reset()
         self.step_index = n
         self.groups = self._find_groups()
@@ -264,6 +311,13 @@ class Pruner:
                 for side, idxs in sides.items():
                     removed.setdefault(name, {}).setdefault(side, []).extend(idxs)
         return removed
+
+    def _track_kept(self, removed: dict[str, dict[str, list[int]]], before: dict[str, int]) -> None:
+        for name, sides in removed.items():
+            if name in before and sides.get("out"):
+                gone = set(sides["out"])
+                current = self.kept.get(name, list(range(before[name])))
+                self.kept[name] = [k for i, k in enumerate(current) if i not in gone]
 
     # ------------------------------------------------------------------ helpers
     def _find_groups(self) -> list[ChannelGroup]:

@@ -1,0 +1,199 @@
+"""Label-free distillation: train the pruned network to reproduce its unpruned parent."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.dropout import _DropoutNd
+
+from prunekit.errors import PrunekitError
+from prunekit.recovery.base import Recovery, RecoveryContext, check_positive
+from prunekit.recovery.data import stream
+from prunekit.registry import register_recovery
+
+LOSSES = ("cosine", "mse", "kl")
+Features = tuple[torch.Tensor, dict[str, torch.Tensor]]
+
+
+def output_loss(student: torch.Tensor, teacher: torch.Tensor, loss: str, T: float) -> torch.Tensor:
+    """Mean over the batch of ``1 - cos`` (``"cosine"``), squared distance of L2-normalised
+    vectors (``"mse"``) or ``T²``-scaled KL(teacher || student) at temperature ``T`` (``"kl"``)."""
+    s, t = student.flatten(1).float(), teacher.flatten(1).float()
+    if loss == "cosine":
+        return 1 - F.cosine_similarity(s, t, dim=1).mean()
+    if loss == "mse":
+        return (F.normalize(s, dim=1) - F.normalize(t, dim=1)).pow(2).sum(1).mean()
+    log_s, log_t = F.log_softmax(s / T, dim=1), F.log_softmax(t / T, dim=1)
+    return F.kl_div(log_s, log_t, log_target=True, reduction="batchmean") * T * T
+
+
+def feature_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Squared distance of per-sample L2-normalised feature maps, averaged over the batch."""
+    s, t = student.flatten(1).float(), teacher.flatten(1).float()
+    return (F.normalize(s, dim=1) - F.normalize(t, dim=1)).pow(2).sum(1).mean()
+
+
+def _tensor(value: object, where: str) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise PrunekitError(f"distill: {where} is a {type(value).__name__}, not a tensor")
+    return value
+
+
+def _forward(model: nn.Module, x: torch.Tensor, layers: Sequence[str], who: str) -> Features:
+    """``model(x)`` and the outputs of its ``layers``, captured by forward hooks."""
+    modules = dict(model.named_modules())
+    missing = [n for n in layers if n not in modules]
+    if missing:
+        raise PrunekitError(
+            f"distill: the {who} has no layer {missing[0]!r}: name modules of model.named_modules()"
+        )
+    captured: dict[str, torch.Tensor] = {}
+
+    def hook(name: str):
+        def keep(module: nn.Module, args: object, output: object) -> None:
+            captured.setdefault(name, _tensor(output, f"the output of {who} layer {name!r}"))
+
+        return keep
+
+    handles = [modules[n].register_forward_hook(hook(n)) for n in layers]
+    try:
+        out = _tensor(model(x), f"the {who}'s output")
+    finally:
+        for h in handles:
+            h.remove()
+    return out, captured
+
+
+@register_recovery("distill")
+class Distill(Recovery):
+    """Label-free distillation from the unpruned parent, with Adam, to the image.
+
+    ``loss``: ``"cosine"`` (default for embeddings), ``"mse"`` on L2-normalised vectors, or
+    ``"kl"`` at temperature ``T`` (default for logits). ``flip`` also trains on horizontally
+    flipped inputs (each flipped copy counts as an image). BatchNorm layers stay in eval mode
+    unless ``bn_train``, so that a few hundred images cannot corrupt their running statistics, and
+    dropout layers are off unless ``dropout``: the teacher's outputs are deterministic, and on few
+    images dropout noise only slows matching them.
+    ``layers`` (MiR-style) also match these intermediate layers' outputs, restricted to their
+    kept channels, with weight ``layer_weight``. Teacher outputs (and features) of every
+    calibration batch are cached in the context, on its device.
+    """
+
+    needs_parent = True
+    default_images = 512
+
+    def __init__(
+        self,
+        images: int | None = None,
+        lr: float = 3e-4,
+        weight_decay: float = 0.0,
+        loss: str | None = None,
+        T: float = 4.0,
+        flip: bool = False,
+        bn_train: bool = False,
+        dropout: bool = False,
+        layers: Sequence[str] | None = None,
+        layer_weight: float = 1.0,
+    ) -> None:
+        super().__init__(images)
+        if loss not in (None, *LOSSES):
+            raise PrunekitError(
+                f"distill: loss={loss!r} is unknown: use 'cosine', 'mse', 'kl' or None"
+            )
+        if (
+            isinstance(weight_decay, bool)
+            or not isinstance(weight_decay, (int, float))
+            or not (weight_decay >= 0)
+        ):
+            raise PrunekitError(
+                f"distill: weight_decay={weight_decay!r} is out of range: give a number >= 0"
+            )
+        if isinstance(layers, str):
+            raise PrunekitError(f"distill: layers={layers!r} must be a list of layer names")
+        self.lr = check_positive(lr, "lr", "distill")
+        self.weight_decay = float(weight_decay)
+        self.loss = loss
+        self.T = check_positive(T, "T", "distill")
+        self.flip = bool(flip)
+        self.bn_train = bool(bn_train)
+        self.dropout = bool(dropout)
+        self.layers = list(layers or [])
+        self.layer_weight = check_positive(layer_weight, "layer_weight", "distill")
+
+    def run(
+        self, model: nn.Module, context: RecoveryContext, images: int, deadline: float | None
+    ) -> dict[str, float]:
+        parent = context.parent
+        loss_name = self.loss or ("cosine" if context.outputs == "embedding" else "kl")
+        params = [p for p in model.parameters() if p.requires_grad]
+        if not params:
+            raise PrunekitError("distill: the model has no trainable parameter")
+        optimizer = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+        copies = 2 if self.flip else 1
+        used, steps, losses = 0, 0, []
+
+        def teacher(index: int, x: torch.Tensor, flipped: bool) -> Features:
+            key = ("distill", index, flipped, tuple(self.layers))
+            with torch.no_grad():
+                return context.cached(key, x, lambda: _forward(parent, x, self.layers, "parent"))
+
+        model.train()
+        for m in model.modules():
+            if (isinstance(m, _BatchNorm) and not self.bn_train) or (
+                isinstance(m, _DropoutNd) and not self.dropout
+            ):
+                m.eval()
+
+        def rows(batch: object) -> int:
+            return copies * context.rows(batch)
+
+        try:
+            for index, batch, n in stream(context.batches, images, rows, "distill"):
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                x = context.input(batch)
+                views = [(x, teacher(index, x, False))]
+                if self.flip and n > x.shape[0]:
+                    xf = torch.flip(x, dims=[-1])
+                    views.append((xf, teacher(index, xf, True)))
+                xs = torch.cat([v[0] for v in views])[:n]
+                t_out = torch.cat([v[1][0] for v in views])[:n]
+                s_out, s_feats = _forward(model, xs, self.layers, "model")
+                loss = output_loss(s_out, t_out, loss_name, self.T)
+                for name in self.layers:
+                    t_feat = torch.cat([v[1][1][name] for v in views])[:n]
+                    t_feat = self._restrict(name, t_feat, s_feats[name], context)
+                    loss = loss + self.layer_weight * feature_loss(s_feats[name], t_feat)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                losses.append(float(loss.detach()))
+                used, steps = used + n, steps + 1
+        finally:
+            optimizer.zero_grad(set_to_none=True)
+            model.eval()
+        stats: dict[str, float] = {"images": used, "steps": steps}
+        if losses:
+            stats |= {"loss_first": losses[0], "loss_last": losses[-1]}
+        return stats
+
+    @staticmethod
+    def _restrict(
+        name: str, teacher: torch.Tensor, student: torch.Tensor, context: RecoveryContext
+    ) -> torch.Tensor:
+        """The teacher's features of layer ``name`` on the student's kept channels."""
+        kept = context.kept.get(name)
+        if kept is not None:
+            teacher = teacher.index_select(1, kept.to(teacher.device))
+        if teacher.shape != student.shape:
+            raise PrunekitError(
+                f"distill: layer {name!r} gives {tuple(student.shape)} in the model but "
+                f"{tuple(teacher.shape)} in the parent (after kept): choose conv/linear layers "
+                "whose kept channels are known, or layers that were not pruned"
+            )
+        return teacher

@@ -1,0 +1,355 @@
+"""Least-squares reconstruction (He et al. 2017, ThiNet): refit pruned layers to the parent.
+
+Layer by layer in forward order, the weights (and bias) of a conv/linear layer are refitted so
+that, on the pruned network's own inputs to it, its output matches the parent's output of the
+same layer on the kept channels. The statistics are the float64 Grams ``X^T X`` and ``X^T Y``,
+accumulated batch by batch; activations are never stored.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.modules.conv import _ConvNd
+
+from prunekit.errors import PrunekitError
+from prunekit.recovery.base import Recovery, RecoveryContext, check_positive
+from prunekit.recovery.data import stream
+from prunekit.registry import register_recovery
+
+SUPPORTED = (nn.Conv1d, nn.Conv2d, nn.Linear)
+LAYERS = ("pruned", "all")
+
+
+class _Stop(Exception):
+    """Raised by a hook to end a forward pass once the wanted tensor is captured."""
+
+
+def _capture(model: nn.Module, module: nn.Module, x: torch.Tensor, side: str) -> torch.Tensor:
+    """The input (``side="input"``) or output of ``module`` when ``model`` runs on ``x``; the
+    forward pass stops right there."""
+    box: list[torch.Tensor] = []
+
+    def pre(mod: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        box.append(args[0])
+        raise _Stop
+
+    def post(mod: nn.Module, args: object, output: torch.Tensor) -> None:
+        box.append(output)
+        raise _Stop
+
+    if side == "input":
+        handle = module.register_forward_pre_hook(pre)
+    else:
+        handle = module.register_forward_hook(post)
+    try:
+        with torch.no_grad():
+            model(x)
+    except _Stop:
+        pass
+    finally:
+        handle.remove()
+    if not box:
+        raise PrunekitError("reconstruct: a layer seen in the first forward pass was not called")
+    return box[0]
+
+
+def _width(module: nn.Module, side: str) -> int:
+    if isinstance(module, nn.Linear):
+        return module.in_features if side == "in" else module.out_features
+    return module.in_channels if side == "in" else module.out_channels
+
+
+def _patches(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``[positions, in_width * kernel]`` rows of what ``layer`` multiplies by its weights."""
+    if isinstance(layer, nn.Linear):
+        return x.reshape(-1, x.shape[-1])
+    padding = layer.padding
+    if isinstance(padding, str) or layer.padding_mode != "zeros":
+        mode = "constant" if layer.padding_mode == "zeros" else layer.padding_mode
+        x = F.pad(x, layer._reversed_padding_repeated_twice, mode=mode)
+        padding = (0,) * len(layer.kernel_size)
+    kernel, stride, dilation = layer.kernel_size, layer.stride, layer.dilation
+    if isinstance(layer, nn.Conv1d):  # as a 2-d convolution of height 1
+        x = x.unsqueeze(2)
+        kernel, stride = (1, *kernel), (1, *stride)
+        dilation, padding = (1, *dilation), (0, *padding)
+    cols = F.unfold(x, kernel, dilation=dilation, padding=padding, stride=stride)
+    return cols.transpose(1, 2).reshape(-1, cols.shape[1])
+
+
+def _targets(y: torch.Tensor, linear: bool) -> torch.Tensor:
+    """``[positions, channels]`` rows of a layer output, in :func:`_patches`' order."""
+    if linear:
+        return y.reshape(-1, y.shape[-1])
+    return y.flatten(2).transpose(1, 2).reshape(-1, y.shape[1])
+
+
+@dataclass
+class _Job:
+    """One layer to refit: the pruned layer, the parent's, and the parent channels it keeps."""
+
+    name: str
+    layer: nn.Module
+    parent: nn.Module
+    kept: torch.Tensor | None
+
+    @property
+    def groups(self) -> int:
+        return getattr(self.layer, "groups", 1)
+
+    @property
+    def bias(self) -> bool:
+        return self.layer.bias is not None
+
+    @property
+    def features(self) -> int:
+        """Unknowns per output channel: a group's inputs times the kernel, plus the bias."""
+        return self.layer.weight[0].numel() + int(self.bias)
+
+    def weights(self) -> torch.Tensor:
+        """``[groups, outputs per group, features]`` float64, the bias as the last column."""
+        w = self.layer.weight.detach().reshape(self.layer.weight.shape[0], -1).double()
+        if self.bias:
+            w = torch.cat([w, self.layer.bias.detach().double()[:, None]], 1)
+        return w.reshape(self.groups, -1, w.shape[1])
+
+    def load(self, w: torch.Tensor) -> None:
+        w = w.reshape(-1, w.shape[-1])
+        weight = self.layer.weight
+        with torch.no_grad():
+            weight.copy_(w[:, : weight[0].numel()].reshape(weight.shape))
+            if self.bias:
+                self.layer.bias.copy_(w[:, -1])
+
+
+def _error(
+    w: torch.Tensor, gram: torch.Tensor, cross: torch.Tensor, yy: torch.Tensor
+) -> torch.Tensor:
+    """Per group ``sum ||X w^T - Y||²`` from the Grams: ``tr(W G W^T) - 2 tr(W C) + tr(Y^T Y)``."""
+    quad = torch.einsum("goi,gij,goj->g", w, gram, w)
+    return quad - 2 * torch.einsum("goi,gio->g", w, cross) + yy
+
+
+def _check_count(value: object, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise PrunekitError(f"reconstruct: {name}={value!r} is out of range: give an int >= 1")
+
+
+@register_recovery("reconstruct")
+class Reconstruct(Recovery):
+    """Ridge least-squares refit of pruned conv/linear layers to the parent (He et al., ThiNet).
+
+    ``layers="pruned"`` refits the layers whose input is narrower than the parent's; ``"all"``
+    every Conv1d/Conv2d/Linear. Grouped and depth-wise convolutions are solved group by group.
+    ``ridge`` (relative to the Gram's mean diagonal) pulls the solution toward the current
+    weights, so directions the calibration data does not excite keep them and the error on the
+    calibration data can only go down (a fit that rounding makes worse is discarded).
+    ``max_positions`` subsamples the rows (images x positions) of each batch, ``max_features``
+    skips layers with more unknowns per output than that. ``images``: calibration images; each
+    layer's statistics come from the same images, which count once (plus one image to find the
+    forward order).
+    """
+
+    needs_parent = True
+    default_images = 256
+
+    def __init__(
+        self,
+        images: int | None = None,
+        layers: str = "pruned",
+        ridge: float = 1e-6,
+        max_positions: int | None = 8192,
+        max_features: int = 4096,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(images)
+        if layers not in LAYERS:
+            raise PrunekitError(f"reconstruct: layers={layers!r} is unknown: use 'pruned' or 'all'")
+        if max_positions is not None:
+            _check_count(max_positions, "max_positions")
+        _check_count(max_features, "max_features")
+        self.layers = layers
+        self.ridge = check_positive(ridge, "ridge", "reconstruct")
+        self.max_positions = max_positions
+        self.max_features = max_features
+        self.seed = seed
+
+    def run(
+        self, model: nn.Module, context: RecoveryContext, images: int, deadline: float | None
+    ) -> dict[str, float]:
+        model.eval()
+        jobs = self._ordered(self._jobs(model, context), model, context)
+        if not jobs:
+            context.log("reconstruct: no layer to refit")
+            return {"images": 0, "layers": 0}
+        seed = self.seed if self.seed is not None else torch.initial_seed()
+        generator = torch.Generator().manual_seed(seed)
+        used, before, after = 0, [], []
+        for job in jobs:
+            if deadline is not None and time.monotonic() >= deadline:
+                context.log(f"reconstruct: out of time before {job.name!r}; later layers kept")
+                break
+            fit = self._fit(job, model, context, images, deadline, generator)
+            if fit is not None:
+                used = max(used, fit[0])
+                before.append(fit[1])
+                after.append(fit[2])
+        model.eval()
+        stats: dict[str, float] = {"images": used, "layers": len(before)}
+        if before:
+            stats["error_before"] = sum(before) / len(before)
+            stats["error_after"] = sum(after) / len(after)
+        return stats
+
+    def _jobs(self, model: nn.Module, context: RecoveryContext) -> list[_Job]:
+        """The layers to refit, each checked against the parent (mismatches skipped, logged)."""
+        parents = dict(context.parent.named_modules())
+        jobs = []
+        for name, layer in model.named_modules():
+            if not isinstance(layer, (_ConvNd, nn.Linear)):
+                continue
+
+            def skip(why: str, name: str = name) -> None:
+                context.log(f"reconstruct: skipped {name!r}: {why}")
+
+            parent = parents.get(name)
+            if parent is None or type(parent) is not type(layer):
+                skip("the parent has no layer of that name and type")
+                continue
+            if self.layers == "pruned" and _width(layer, "in") >= _width(parent, "in"):
+                continue
+            if not isinstance(layer, SUPPORTED):
+                skip(f"{type(layer).__name__} is not supported (Conv1d, Conv2d and Linear are)")
+                continue
+            out, parent_out = _width(layer, "out"), _width(parent, "out")
+            kept = context.kept.get(name)
+            if kept is None and out != parent_out:
+                skip(f"{out} outputs against the parent's {parent_out} and no kept entry for it")
+                continue
+            if kept is not None and (len(kept) != out or int(kept.max()) >= parent_out):
+                skip(f"kept has {len(kept)} channels for {out} outputs (parent: {parent_out})")
+                continue
+            job = _Job(name, layer, parent, kept)
+            if job.features > self.max_features:
+                skip(f"{job.features} unknowns per output exceed max_features={self.max_features}")
+                continue
+            jobs.append(job)
+        return jobs
+
+    def _ordered(self, jobs: list[_Job], model: nn.Module, context: RecoveryContext) -> list[_Job]:
+        """``jobs`` in the order a forward pass calls them (one image); layers called more than
+        once per pass or not at all are skipped."""
+        if not jobs:
+            return []
+        calls: list[str] = []
+        handles = [
+            job.layer.register_forward_pre_hook(lambda *_, name=job.name: calls.append(name))
+            for job in jobs
+        ]
+        try:
+            first = next(iter(context.batches()), None)
+            if first is None:
+                raise PrunekitError("reconstruct: the batches hold no images: pass non-empty ones")
+            with torch.no_grad():
+                model(context.input(first)[:1])
+        finally:
+            for h in handles:
+                h.remove()
+        by_name = {job.name: job for job in jobs}
+        ordered = []
+        for name in dict.fromkeys(calls):
+            if calls.count(name) == 1:
+                ordered.append(by_name[name])
+            else:
+                context.log(f"reconstruct: skipped {name!r}: called {calls.count(name)} times")
+        for name in by_name.keys() - set(calls):
+            context.log(f"reconstruct: skipped {name!r}: not called by the forward pass")
+        return ordered
+
+    def _fit(
+        self,
+        job: _Job,
+        model: nn.Module,
+        context: RecoveryContext,
+        images: int,
+        deadline: float | None,
+        generator: torch.Generator,
+    ) -> tuple[int, float, float] | None:
+        """Refit one layer; ``(images, relative error before, after)`` or None when skipped."""
+        g, d = job.groups, job.features
+        device = job.layer.weight.device
+        gram = torch.zeros(g, d, d, dtype=torch.float64, device=device)
+        cross: torch.Tensor | None = None
+        yy = torch.zeros(g, dtype=torch.float64, device=device)
+        used = 0
+        linear = isinstance(job.layer, nn.Linear)
+        for _, batch, n in stream(context.batches, images, context.rows, "reconstruct"):
+            if used and deadline is not None and time.monotonic() >= deadline:
+                break
+            x = context.input(batch)[:n]
+            xs = _patches(job.layer, _capture(model, job.layer, x, "input"))
+            ys = _targets(_capture(context.parent, job.parent, x, "output"), linear)
+            if xs.shape[0] != ys.shape[0]:
+                context.log(
+                    f"reconstruct: skipped {job.name!r}: {xs.shape[0]} output positions against "
+                    f"the parent's {ys.shape[0]}"
+                )
+                return None
+            if job.kept is not None:
+                ys = ys.index_select(1, job.kept.to(ys.device))
+            if self.max_positions is not None and xs.shape[0] > self.max_positions:
+                pick = torch.randperm(xs.shape[0], generator=generator)[: self.max_positions]
+                pick = pick.to(xs.device)
+                xs, ys = xs.index_select(0, pick), ys.index_select(0, pick)
+            rows = xs.shape[0]
+            xg = xs.double().reshape(rows, g, -1).transpose(0, 1)
+            if job.bias:
+                xg = torch.cat([xg, xg.new_ones(g, rows, 1)], 2)
+            yg = ys.double().reshape(rows, g, -1).transpose(0, 1)
+            gram += xg.transpose(1, 2) @ xg
+            step = xg.transpose(1, 2) @ yg
+            cross = step if cross is None else cross + step
+            yy += yg.pow(2).sum((1, 2))
+            used += n
+        if cross is None:
+            return None
+        old = job.weights()
+        new = self._solve(job, gram, cross, old, context)
+        err_old, err_new = _error(old, gram, cross, yy), _error(new, gram, cross, yy)
+        better = err_new <= err_old
+        final = torch.where(better[:, None, None], new, old)
+        job.load(final)
+        total = float(yy.sum())
+        scale = 1.0 / total if total > 0 else 0.0
+        err_final = torch.where(better, err_new, err_old)
+        return used, float(err_old.sum()) * scale, float(err_final.sum()) * scale
+
+    def _solve(
+        self,
+        job: _Job,
+        gram: torch.Tensor,
+        cross: torch.Tensor,
+        old: torch.Tensor,
+        context: RecoveryContext,
+    ) -> torch.Tensor:
+        """``argmin ||X W^T - Y||² + λ ||W - W_old||²`` per group, λ relative to the Gram."""
+        d = gram.shape[-1]
+        rank = torch.linalg.matrix_rank(gram, hermitian=True)
+        if bool((rank < d).any()):
+            context.log(
+                f"reconstruct: {job.name!r}: the input Gram is rank-deficient (rank "
+                f"{int(rank.min())} of {d}); the ridge keeps the old weights where data is missing"
+            )
+        diag = gram.diagonal(dim1=1, dim2=2).mean(1)
+        lam = (self.ridge * diag).clamp_min(1e-150)[:, None, None]
+        eye = torch.eye(d, dtype=gram.dtype, device=gram.device)
+        a = gram + lam * eye
+        b = cross + lam * old.transpose(1, 2)
+        chol, info = torch.linalg.cholesky_ex(a)
+        solution = torch.linalg.solve(a, b) if bool(info.any()) else torch.cholesky_solve(b, chol)
+        return solution.transpose(1, 2)

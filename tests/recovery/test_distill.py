@@ -1,0 +1,121 @@
+"""Distillation from the unpruned parent: lowers the loss on held-out images, to the image."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from prunekit.errors import PrunekitError
+from prunekit.recovery import RecoveryContext, make_recovery, recover
+from prunekit.recovery.distill import output_loss
+from tests.recovery.nets import ConvNet, RowCounter, batches, prune, randomize_bn
+
+
+def _pruned(seed: int = 0):
+    torch.manual_seed(seed)
+    model = randomize_bn(ConvNet(), seed).eval()
+    parent, kept = prune(model, 0.4)
+    return model, parent, kept
+
+
+def _held_out_loss(model, parent, loss: str) -> float:
+    x = batches(1, 64, seed=123)[0]
+    with torch.no_grad():
+        return float(output_loss(model(x), parent(x), loss, 4.0))
+
+
+@pytest.mark.parametrize(("outputs", "loss"), [("embedding", "cosine"), ("logits", "kl")])
+def test_distill_lowers_the_loss_on_held_out_images(outputs: str, loss: str):
+    model, parent, kept = _pruned()
+    before = _held_out_loss(model, parent, loss)
+    (report,) = recover(
+        model,
+        parent,
+        "distill",
+        batches(8, 16),
+        outputs=outputs,
+        kept=kept,
+        options={"distill": {"images": 1024, "lr": 3e-3}},
+    )
+    after = _held_out_loss(model, parent, loss)
+    assert report.images == 1024 and report.stats["steps"] == 64
+    assert after < 0.5 * before, (before, after)
+    assert not model.training
+
+
+def test_default_options_lower_the_loss_too():
+    model, parent, kept = _pruned(1)
+    before = _held_out_loss(model, parent, "cosine")
+    recover(model, parent, "distill", batches(8, 16), outputs="embedding", kept=kept)
+    assert _held_out_loss(model, parent, "cosine") < 0.8 * before
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_budget_is_honoured_to_the_image(flip: bool):
+    model, parent, kept = _pruned()
+    counter = RowCounter(model)
+    (report,) = recover(
+        model,
+        parent,
+        "distill",
+        batches(3, 8),
+        kept=kept,
+        options={"distill": {"images": 29, "flip": flip}},
+    )
+    assert report.images == counter.rows == 29
+
+
+def test_intermediate_layers_are_matched_on_kept_channels():
+    model, parent, kept = _pruned()
+    options = {"images": 64, "layers": ["conv2", "dw"], "layer_weight": 0.5}
+    (report,) = recover(
+        model, parent, "distill", batches(2, 8), kept=kept, options={"distill": options}
+    )
+    assert report.images == 64
+    with pytest.raises(PrunekitError, match="no layer 'nope'"):
+        recover(
+            model,
+            parent,
+            "distill",
+            batches(2, 8),
+            kept=kept,
+            options={"distill": {"layers": ["nope"]}},
+        )
+
+
+def test_teacher_outputs_are_cached_across_calls_and_recomputed_on_new_data():
+    model, parent, kept = _pruned()
+    calls = RowCounter(parent)
+    context = RecoveryContext(parent=None, batches=list)
+    data = batches(2, 8)
+    for _ in range(2):
+        recover(
+            model,
+            parent,
+            "distill",
+            data,
+            kept=kept,
+            context=context,
+            options={"distill": {"images": 32}},
+        )
+    assert calls.rows == 16  # 2 batches x 8, computed once for 2 calls of 2 epochs each
+    data[1] = data[1] + 1  # same index, different batch
+    recover(
+        model,
+        parent,
+        "distill",
+        data,
+        kept=kept,
+        context=context,
+        options={"distill": {"images": 16}},
+    )
+    assert calls.rows == 24
+
+
+def test_deadline_stops_before_the_next_batch():
+    model, parent, kept = _pruned()
+    context = RecoveryContext(parent=parent, batches=lambda: iter(batches(2, 8)), kept=kept)
+    stats = make_recovery("distill").run(model, context, 16, deadline=time.monotonic())
+    assert stats["images"] == 0
