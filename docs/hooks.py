@@ -12,8 +12,9 @@ A page asks for generated text with a line of its own holding ``<!-- generated: 
 * ``face-task``: the ``face`` task's description, defaults, ranges and presets (a note when
   the task is not installed).
 
-A configuration key without a description and an unknown generator name are logged as warnings, which ``mkdocs build --strict`` turns into a
-failed build. The hook also renders Sphinx roles in docstrings (``:class:`X``` -> ``X``).
+A configuration key without a description and an unknown generator name are logged as
+warnings, which ``mkdocs build --strict`` turns into a failed build. The hook also renders
+Sphinx roles in docstrings (``:class:`X``` -> ``X``).
 """
 
 from __future__ import annotations

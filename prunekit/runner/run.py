@@ -379,9 +379,9 @@ class _Session:
             f"MACs {r['macs']:,}, latency {r['latency_ms']:.2f} ms, {metrics} [{r['wall_s']} s]"
         )
         recovery = r.get("recovery") or {}
-        if recovery.get("methods"):
-            primary = self.task.primary_metric
-            before = recovery["before"].get(primary)
+        primary = self.task.primary_metric
+        before = (recovery.get("before") or {}).get(primary)
+        if recovery.get("methods") and before is not None:  # rank 0 evaluated before recovery
             line += (
                 f"; recovery {'+'.join(m['method'] for m in recovery['methods'])}: "
                 f"{primary} {before:.4f} -> {r['metrics'][primary]:.4f}, "

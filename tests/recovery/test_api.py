@@ -89,7 +89,8 @@ def test_nan_weights_are_refused_and_undone():
     )
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(
-        PrunekitError, match="recovery 'distill' produced NaN/inf weights.*lower its lr"
+        PrunekitError,
+        match="recovery 'distill' diverged: it produced NaN/inf weights.*lower its lr",
     ):
         recover(
             model,
@@ -123,7 +124,9 @@ def test_a_failing_method_is_undone(fail: bool):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with RECOVERIES.temporarily("poison", Poison):
         error = RuntimeError if fail else PrunekitError
-        with pytest.raises(error, match="half-way" if fail else "recovery 'poison' produced NaN"):
+        with pytest.raises(
+            error, match="half-way" if fail else "recovery 'poison' diverged: it produced NaN"
+        ):
             recover(model, parent, "poison", batches(1, 2), options={"poison": {"fail": fail}})
     assert_same_state(before, model.state_dict())
 

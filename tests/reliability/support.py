@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 #: a small toy run that takes seconds: 2 steps on a quarter of the data, short training
 TOY = [
@@ -15,13 +16,23 @@ TOY = [
 TAYLOR_RUN = ["run", "toy", "--criterion", "taylor", *TOY]
 
 
+#: record fields that are timings: they differ from run to run
+TIMINGS = ("wall_s", "latency_ms", "seconds")
+
+
+def untimed(value: Any) -> Any:
+    """A record (or any part of one) without its timings, at every depth."""
+    if isinstance(value, dict):
+        return {k: untimed(v) for k, v in value.items() if k not in TIMINGS}
+    if isinstance(value, list):
+        return [untimed(v) for v in value]
+    return value
+
+
 def log(run_dir: Path) -> list[dict]:
-    """A run's records without their timings (they differ from run to run)."""
+    """A run's records without their timings."""
     lines = (run_dir / "log.jsonl").read_text().splitlines()
-    return [
-        {k: v for k, v in json.loads(ln).items() if k not in ("wall_s", "latency_ms")}
-        for ln in lines
-    ]
+    return [untimed(json.loads(ln)) for ln in lines]
 
 
 def snapshot(root: Path) -> dict[str, str]:

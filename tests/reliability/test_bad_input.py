@@ -71,25 +71,27 @@ def error_line(result: tuple[int, str, str], *expected: str) -> str:
         ),
         pytest.param(
             ["toy", "--set", "prune.steps=three"],
-            ["config key 'prune.steps' in --set must be an integer, got 'three' (str)"],
+            ["config key 'prune.steps' in --set must be an integer >= 1, got 'three' (str)"],
             id="mistyped-key",
         ),
         pytest.param(
             ["toy", "--target", "params=0"],
-            ["'prune.target.params' must be a number in (0.0, 1.0), got 0.0"],
+            ["'prune.target.params' in the flags must be null or a number in (0.0, 1.0), got 0.0"],
             id="target-0",
         ),
         pytest.param(
             ["toy", "--target", "params=1"],
-            ["'prune.target.params' must be a number in (0.0, 1.0), got 1.0"],
+            ["'prune.target.params' in the flags must be null or a number in (0.0, 1.0), got 1.0"],
             id="target-1",
         ),
         pytest.param(
-            ["toy", "--steps", "0"], ["'prune.steps' must be an integer >= 1, got 0"], id="steps"
+            ["toy", "--steps", "0"],
+            ["'prune.steps' in the flags must be an integer >= 1, got 0"],
+            id="steps",
         ),
         pytest.param(  # checked before any process is launched
             ["toy", "--nproc", "2", "--steps", "0"],
-            ["'prune.steps' must be an integer >= 1, got 0"],
+            ["'prune.steps' in the flags must be an integer >= 1, got 0"],
             id="nproc-config",
         ),
         pytest.param(
@@ -239,11 +241,12 @@ class UntraceableTask(ToyTask):
         return model
 
 
-def test_untraceable_model_names_the_module(cli, tmp_path, monkeypatch):
-    monkeypatch.setitem(TASKS._items, "untraceable", UntraceableTask)
+def test_untraceable_model_names_the_module(cli, tmp_path):
     out = tmp_path / "out"
+    with TASKS.temporarily("untraceable", UntraceableTask):
+        result = cli("run", "untraceable", "--quiet", "--out", str(out))
     error_line(
-        cli("run", "untraceable", "--quiet", "--out", str(out)),
+        result,
         "cannot trace ToyNet in module 'features.0' (RuntimeError: shape '[2, -1, 3, 16, 16]'",
         "make forward() run on the example inputs",
     )

@@ -51,7 +51,6 @@ class DataSettings(Settings):
     size: int = Field(113, ge=16, description="Input height and width in pixels.")
     eval_folds: list[Annotated[int, Field(ge=0, le=9)]] = Field(
         default_factory=lambda: [0, 1, 2, 3, 4],
-        min_length=2,
         description="LFW folds evaluated (threshold chosen on the other evaluated folds); "
         "training and recovery use only people in none of them.",
     )
