@@ -15,7 +15,7 @@ from prunekit.errors import PrunekitError
 from prunekit_face.data import LFW, IdentityFolders, Preprocess, SyntheticFaces, load_images
 from prunekit_face.pretrained import MEAN_RGB
 from prunekit_face.sources import FaceData, load_face_data, resolve_source
-from prunekit_face.task import FaceTask
+from prunekit_face.settings import DataSettings
 
 
 @pytest.fixture(autouse=True)
@@ -27,7 +27,8 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def data_config(**overrides: Any) -> dict[str, Any]:
-    return {**FaceTask.default_config()["data"], **overrides}
+    """The declared ``data`` defaults at 48x48 (fast), with ``overrides``."""
+    return {**DataSettings().model_dump(), "size": 48, **overrides}
 
 
 def check_common(data: FaceData) -> None:
@@ -68,7 +69,7 @@ def test_synthetic_data() -> None:
 
 
 def test_whole_config_is_accepted_too() -> None:
-    config = FaceTask.default_config()
+    config = {"data": data_config()}
     config["data"].update(source="synthetic", size=16, synthetic_identities=10)
     config["data"].update(synthetic_images=2, eval_pairs=10)
     assert load_face_data(config, seed=0, progress=False).train_count == 16
@@ -195,13 +196,14 @@ def test_lfw_recovery_paths_on_the_real_lfw(shared: Path) -> None:
 
 
 # ---------------------------------------------------------------------- resolving the source
-def test_resolve_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resolve_source(tmp_path: Path) -> None:
     assert resolve_source(data_config()) == ("synthetic", None)
-    monkeypatch.setenv("PRUNEKIT_DATA", str(tmp_path))
-    assert resolve_source(data_config()) == ("folders", tmp_path.absolute())
+    root = str(tmp_path)  # prunekit fills data.root from --data or $PRUNEKIT_DATA
+    assert resolve_source(data_config(root=root)) == ("folders", tmp_path.absolute())
     (tmp_path / "pairs.txt").touch()
-    assert resolve_source(data_config()) == ("lfw", tmp_path.absolute())
-    assert resolve_source(data_config(source="synthetic")) == ("synthetic", tmp_path.absolute())
+    assert resolve_source(data_config(root=root)) == ("lfw", tmp_path.absolute())
+    synthetic = data_config(root=root, source="synthetic")
+    assert resolve_source(synthetic) == ("synthetic", tmp_path.absolute())
 
 
 def test_resolve_source_errors(tmp_path: Path) -> None:
