@@ -14,8 +14,8 @@ from PIL import Image
 from prunekit.errors import PrunekitError
 from prunekit_face.data import LFW, IdentityFolders, Preprocess, SyntheticFaces, load_images
 from prunekit_face.pretrained import MEAN_RGB
-from prunekit_face.sources import FaceData, load_face_data, resolve_source
 from prunekit_face.settings import DataSettings
+from prunekit_face.sources import FaceData, load_face_data, resolve_source
 
 
 @pytest.fixture(autouse=True)
