@@ -13,6 +13,7 @@ METRICS = ("params", "macs", "channels")
 
 #: a fraction of a metric to remove: strictly between 0 and 1
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+_FRACTION = {"allowed": "a fraction in (0, 1)"}
 
 
 class Target(Settings):
@@ -34,9 +35,9 @@ class Target(Settings):
     }
     atomic = True
 
-    params: Fraction | None = None
-    macs: Fraction | None = None
-    channels: Fraction | None = None
+    params: Fraction | None = Field(None, json_schema_extra=_FRACTION)
+    macs: Fraction | None = Field(None, json_schema_extra=_FRACTION)
+    channels: Fraction | None = Field(None, json_schema_extra=_FRACTION)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Target:

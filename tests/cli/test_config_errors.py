@@ -17,7 +17,7 @@ BAD_YAML = "prune:\n  steps: 3\n bad: [\n"
         (["--set", "prune.target=0.4"], ["'prune.target'", "must be a mapping of one of"]),
         (["--steps", "0"], ["'prune.steps'", "must be an integer >= 1, got 0"]),
         (["--set", "baseline.lr=0"], ["'baseline.lr'", "must be a number > 0"]),
-        (["--target", "params=1.5"], ["'prune.target.params'", "in (0.0, 1.0)"]),
+        (["--target", "params=1.5"], ["'prune.target.params'", "a fraction in (0, 1)"]),
         (["--target", "flops=0.3"], ["target 'flops=0.3' is malformed", "params|macs|channels"]),
         (["--scope", "sideways"], ["'prune.scope'", "local, global"]),
         (["--set", "toy.width=0"], ["'toy.width'", ">= 1"]),  # a task's own range

@@ -76,12 +76,12 @@ def error_line(result: tuple[int, str, str], *expected: str) -> str:
         ),
         pytest.param(
             ["toy", "--target", "params=0"],
-            ["'prune.target.params' in the flags must be null or a number in (0.0, 1.0), got 0.0"],
+            ["'prune.target.params' in the flags must be a fraction in (0, 1), got 0.0"],
             id="target-0",
         ),
         pytest.param(
             ["toy", "--target", "params=1"],
-            ["'prune.target.params' in the flags must be null or a number in (0.0, 1.0), got 1.0"],
+            ["'prune.target.params' in the flags must be a fraction in (0, 1), got 1.0"],
             id="target-1",
         ),
         pytest.param(

@@ -12,17 +12,17 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal, NoReturn
+from typing import Literal, NoReturn
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from prunekit import atomic
 from prunekit.errors import PrunekitError
 from prunekit_face.data.preprocess import Preprocess
 
@@ -85,9 +85,9 @@ def load_images(
     if loaded is None:
         images, bad = _decode(files, preprocess, on_bad_image, workers or os.cpu_count(), progress)
         npy.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(npy, lambda f: np.save(f, images))
+        atomic.write_with(npy, lambda f: np.save(f, images))
         record = {"format": _FORMAT, "shape": list(images.shape), "skipped": bad}
-        _write_atomic(manifest, lambda f: f.write(json.dumps(record).encode()))
+        atomic.write_with(manifest, lambda f: f.write(json.dumps(record).encode()))
         if mmap:
             images = np.load(npy, mmap_mode="r")
     else:
@@ -171,17 +171,3 @@ def _fail(path: Path, reason: object) -> NoReturn:
         f"bad image {path} ({reason}); delete or replace it, or drop it with "
         "on_bad_image='skip' (CLI: --set data.on_bad_image=skip)"
     )
-
-
-def _write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
-    """Write ``path`` through a temporary file beside it, so readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
