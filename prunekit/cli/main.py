@@ -51,9 +51,9 @@ def _list(args: argparse.Namespace) -> int:
         reg = registry(kind)
         print(f"{kind}:")
         for name in reg.names():
-            print(f"  {name:<16} {reg.describe(name)}  [{reg.source(name)}]")
+            print(f"  {name:<18} {reg.describe(name)}  [{reg.source(name)}]")
         for name, why in reg.broken().items():
-            print(f"  {name:<16} BROKEN: {why}")
+            print(f"  {name:<18} BROKEN: {why}")
     return 0
 
 

@@ -16,14 +16,13 @@ from __future__ import annotations
 import copy
 import functools
 import os
-import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import Field, create_model
 
+from prunekit import yamlfile
 from prunekit.device import DeviceName
 from prunekit.errors import PrunekitError
 from prunekit.latency import LatencySettings
@@ -169,18 +168,6 @@ def defaults(task_cls: type[Task] | None = None) -> dict[str, Any]:
     return merge(base, overrides, task_cls)
 
 
-class _Loader(yaml.SafeLoader):
-    """YAML's safe loader, except that ``1e-4`` is a float (PyYAML follows YAML 1.1 and
-    would read it as a string, which trips every learning rate written that way)."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
-    list("-+.0123456789"),
-)
-
-
 def merge(
     base: dict[str, Any], override: dict[str, Any], task_cls: type[Task] | None = None
 ) -> dict[str, Any]:
@@ -222,27 +209,7 @@ def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """A YAML config file as a dict; errors name the file, line and column."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PrunekitError(f"cannot read config file {path}: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        line = exc.object[: exc.start].count(b"\n") + 1
-        raise PrunekitError(
-            f"config file {path}, line {line}, is not UTF-8 text: save it as UTF-8"
-        ) from exc
-    try:
-        data = yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise PrunekitError(f"malformed YAML in {where}: {problem}") from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise PrunekitError(f"config file {path} must hold a mapping, not {type(data).__name__}")
-    return data
+    return yamlfile.load_mapping(path)
 
 
 def parse_sets(items: Iterable[str]) -> dict[str, Any]:
@@ -253,9 +220,9 @@ def parse_sets(items: Iterable[str]) -> dict[str, Any]:
         if not sep or not key:
             raise PrunekitError(f"--set expects KEY=VALUE (e.g. prune.steps=3), got {item!r}")
         try:
-            flat[key.strip()] = yaml.load(text, Loader=_Loader)
-        except yaml.YAMLError as exc:
-            raise PrunekitError(f"--set {item}: value is not valid YAML") from exc
+            flat[key.strip()] = yamlfile.parse(text, f"--set {item}")
+        except PrunekitError:
+            raise PrunekitError(f"--set {item}: value is not valid YAML") from None
     return unflatten(flat)
 
 

@@ -163,7 +163,8 @@ def test_every_biased_layer_gets_the_parents_mean_on_exactly_the_budget(how):
 
     (report,) = reports
     assert report.method == NAME
-    assert report.images == budget and seen == [8, 8, 4]  # the parent saw exactly the budget
+    assert report.images == budget
+    assert seen == [8, 8, 4] * len(BIASED)  # one pass of exactly the budget per layer
     assert report.stats["layers"] == len(BIASED) and report.stats["shift"] > 0
     assert not model.training
     for name in BIASED:
@@ -186,6 +187,29 @@ def test_last_corrects_only_the_last_biased_layer():
     assert report.images == 128 and report.stats["layers"] == 1  # 4 epochs of 32
     assert torch.equal(model.conv3.bias, conv3)
     x = torch.cat(batches)
+    torch.testing.assert_close(
+        layer_mean(model, "head", x), restricted(parent, "head", x, pruner.kept), atol=1e-5, rtol=0
+    )
+
+
+@pytest.mark.parametrize("layers", ["all", "last"])
+def test_reshuffled_batches_feed_the_pruned_model_and_the_parent_alike(layers):
+    """A task's batches may come in a new order on each call (the toy task reshuffles its
+    training set): each layer is corrected on the images of one pass, in both networks."""
+    model, parent, pruner = pruned_net()
+    pool = calibration(n=4, size=8)
+    orders = []
+    gen = torch.Generator().manual_seed(3)
+
+    def batches():
+        orders.append(torch.randperm(len(pool), generator=gen).tolist())
+        return iter([pool[i] for i in orders[-1]])
+
+    options = {NAME: {"images": 12, "layers": layers}}
+    (report,) = pk.recover(model, parent, NAME, batches, kept=pruner.kept, options=options)
+    assert report.images == 12 and len(orders) == (len(BIASED) if layers == "all" else 1)
+    assert len({tuple(o[:2]) for o in orders}) == len(orders)  # every pass saw other images
+    x = torch.cat([pool[i] for i in orders[-1]])[:12]  # the pass that measured the head
     torch.testing.assert_close(
         layer_mean(model, "head", x), restricted(parent, "head", x, pruner.kept), atol=1e-5, rtol=0
     )

@@ -9,17 +9,16 @@ the baseline recipe and the verification evaluation.
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Iterable, Iterator
 from importlib import resources
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
-import yaml
 from torch import nn
 
 import prunekit as pk
+from prunekit import yamlfile
 from prunekit.errors import PrunekitError
 from prunekit_face import metrics
 from prunekit_face.data import Augment, BatchLoader
@@ -66,29 +65,13 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-class _PresetLoader(yaml.SafeLoader):
-    """YAML's safe loader, except that ``1e-4`` is a float (YAML 1.1 reads it as a string)."""
-
-
-_PresetLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
-    list("-+.0123456789"),
-)
-
-
 def load_presets() -> dict[str, dict[str, Any]]:
     """Preset name -> overrides of the defaults, from the YAML files shipped in ``presets/``."""
     folder = resources.files("prunekit_face") / "presets"
     presets = {}
     for name in PRESETS:
         text = (folder / f"{name}.yaml").read_text(encoding="utf-8")
-        data = yaml.load(text, Loader=_PresetLoader)
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise PrunekitError(f"face preset {name}.yaml must hold a mapping")
-        presets[name] = data
+        presets[name] = yamlfile.load_mapping(f"face preset {name}.yaml", text)
     return presets
 
 

@@ -10,12 +10,15 @@ import numpy as np
 import pytest
 import torch
 
+import prunekit as pk
 from prunekit.cli.main import main
 from prunekit.registry import TASKS
 from prunekit_face.pretrained import MEAN_RGB
 from prunekit_face.task import FaceTask
 
 TINY = [
+    "--preset",
+    "scratch",  # the paper's SqueezeNet trained here: small and fast at 32x32
     "--set",
     "data.size=32",
     "--set",
@@ -27,7 +30,7 @@ TINY = [
     "--set",
     "prune.score_batches=2",
     "--set",
-    "finetune.epochs=1",
+    "recovery.options={finetune: {images: 256}}",
     "--steps",
     "2",
     "--target",
@@ -127,14 +130,19 @@ def test_face_task_on_lfw(shared, tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------------- the task in Python
 def synthetic_task(**data: Any) -> FaceTask:
-    config = FaceTask.default_config()
-    config["seed"] = 0
-    config["data"].update(
-        source="synthetic", size=32, synthetic_identities=10, synthetic_images=4, eval_pairs=400
-    )
-    config["data"].update(batch_size=5, **data)
-    config["model"].update(width=0.25, embedding_size=32)
-    return FaceTask(config)
+    settings = {
+        "data.source": "synthetic",
+        "data.size": 32,
+        "data.synthetic_identities": 10,
+        "data.synthetic_images": 4,
+        "data.eval_pairs": 400,
+        "data.batch_size": 5,
+        "model.width": 0.25,
+        "model.embedding_size": 32,
+        **{f"data.{k}": v for k, v in data.items()},
+    }
+    sets = [f"{k}={v}" for k, v in settings.items()]
+    return FaceTask(pk.resolve_config("face", sets=sets, preset="scratch"))
 
 
 @pytest.fixture(autouse=True)
@@ -144,12 +152,16 @@ def no_data_env(monkeypatch):
 
 def test_presets_come_from_the_packaged_yaml():
     assert TASKS.get("face") is FaceTask  # registered by the entry point
-    assert set(FaceTask.presets) == {"quick", "paper"}
+    assert set(FaceTask.presets) == {"quick", "scratch", "taught", "paper"}
     assert FaceTask.presets["quick"] == {}
     paper = FaceTask.presets["paper"]
-    assert paper["data"] == {"size": 113, "batch_size": 128, "flip_fusion": True}
+    assert paper["data"] == {"size": 113, "batch_size": 128}
     assert paper["prune"]["criterion_options"] == {"variant": "param"}
-    assert paper["prune"]["score_batches"] is None and paper["finetune"]["lr"] == 0.001
+    assert paper["prune"]["score_batches"] is None
+    assert paper["recovery"]["options"]["finetune"]["lr"] == 0.001
+    assert FaceTask.presets["taught"]["model"]["teacher"] == "released"
+    for name in FaceTask.presets:  # every preset is a valid configuration
+        assert pk.resolve_config("face", preset=name)["task"] == "face"
     folder = resources.files("prunekit_face") / "presets"
     assert all((folder / f"{name}.yaml").is_file() for name in FaceTask.presets)
 

@@ -32,22 +32,22 @@ class _Stop(Exception):
 
 class _Sums:
     """Per output channel, float64 sums of a layer's outputs in the pruned model and in the
-    parent, over the same images, and how many values each channel's sum adds up."""
+    parent (``side``) over the same images, and how many values each channel's sum adds up."""
 
     def __init__(self) -> None:
-        self.pruned: torch.Tensor | None = None
-        self.parent: torch.Tensor | None = None
-        self.count = 0
+        self.total: dict[str, torch.Tensor] = {}
+        self.count = {"pruned": 0, "parent": 0}
 
     def add(self, side: str, layer: nn.Module, y: torch.Tensor) -> None:
         # channels are the last dim of a Linear's output and dim 1 of a conv's
         y = y.detach().movedim(-1 if isinstance(layer, nn.Linear) else 1, -1)
         rows = y.reshape(-1, y.shape[-1])
         total = rows.double().sum(0)
-        old = getattr(self, side)
-        setattr(self, side, total if old is None else old + total)
-        if side == "pruned":
-            self.count += rows.shape[0]
+        self.total[side] = total + self.total[side] if side in self.total else total
+        self.count[side] += rows.shape[0]
+
+    def mean(self, side: str) -> torch.Tensor:
+        return self.total[side] / self.count[side]
 
 
 def _width(layer: nn.Module) -> int:
@@ -194,13 +194,13 @@ class BiasCorrect(Recovery):
     def _correct(name: str, layer: nn.Module, sums: _Sums, context: RecoveryContext) -> float:
         """Add (parent's mean on the kept channels - pruned mean) to ``layer``'s bias; the
         mean absolute change."""
-        if sums.pruned is None or sums.parent is None:
+        if not sums.count["pruned"] or not sums.count["parent"]:
             raise PrunekitError(f"{WHAT}: {name!r} was not called by the forward pass")
-        target = sums.parent
+        target, mean = sums.mean("parent"), sums.mean("pruned")
         kept = context.kept.get(name)
         if kept is not None:
             target = target.index_select(0, kept.to(target.device))
-        shift = (target.to(sums.pruned.device) - sums.pruned) / sums.count
+        shift = target.to(mean.device) - mean
         with torch.no_grad():
             layer.bias.add_(shift.to(layer.bias.dtype))
         return float(shift.abs().mean())
