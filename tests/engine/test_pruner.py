@@ -315,3 +315,33 @@ def test_macs_target():
     achieved = 1 - pk.measure(model, x)["macs"] / base
     assert achieved == pytest.approx(report.achieved["macs"], abs=1e-12)
     assert 0.3 <= achieved < 0.36
+
+
+@pytest.mark.parametrize(
+    ("key", "other"),
+    [("criterion", {"criterion": "l2"}), ("scope", {"scope": "global"}), ("steps", {"steps": 3})],
+)
+def test_resuming_with_other_settings_is_refused(key, other):
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 3))
+    example = torch.randn(1, 3, 12, 12)
+    settings = {"criterion": "l1", "target": "params=0.3", "steps": 2, "round_to": None}
+    first = pk.Pruner(model, example, **settings)
+    first.step()
+    state = first.state_dict()
+    again = pk.Pruner(model, example, **{**settings, **other})
+    with pytest.raises(pk.PrunekitError, match=f"the saved pruning state has {key} "):
+        again.load_state_dict(state)
+    same = pk.Pruner(model, example, **settings)
+    same.load_state_dict(state)
+    assert same.step_index == 1 and same.kept == first.kept
+
+
+def test_kept_maps_the_pruned_outputs_to_the_unpruned_layer():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 3))
+    with torch.no_grad():  # channels 1, 4 and 6 are the weakest: l1 removes them
+        for c, scale in enumerate([5, 0.01, 5, 5, 0.02, 5, 0.03, 5]):
+            model[0].weight[c].fill_(scale)
+    pruner = pk.Pruner(model, torch.randn(1, 3, 12, 12), criterion="l1", round_to=None,
+                       target="channels=0.3", steps=1)  # fmt: skip
+    pruner.step()
+    assert pruner.kept == {"0": [0, 2, 3, 5, 7]}

@@ -13,7 +13,7 @@ import torch
 import prunekit as pk
 from prunekit.cli.main import main
 from prunekit.registry import TASKS
-from prunekit_face.pretrained import MEAN_RGB
+from prunekit_face.pretrained import MEAN_RGB, released_model
 from prunekit_face.task import FaceTask
 
 TINY = [
@@ -213,3 +213,30 @@ def test_baseline_trains_the_bare_network():
     assert task.prepare_baseline(model) == "trained from scratch for 1 epochs"
     assert not torch.equal(model.conv1.weight, before)
     assert set(task.state_dict()) == set(task.head.state_dict())
+
+
+def test_the_taught_preset_distils_the_released_network_label_free():
+    sets = [
+        "data.source=synthetic",
+        "data.size=32",
+        "data.synthetic_identities=10",
+        "data.synthetic_images=4",
+        "data.eval_pairs=40",
+        "data.batch_size=8",
+        "model.width=0.25",
+        "baseline.epochs=3",
+    ]
+    task = FaceTask(pk.resolve_config("face", sets=sets, preset="taught"))
+    student = task.build_model()
+    teacher = released_model().eval()
+    images = torch.cat(list(task.recovery_batches()))
+
+    def agreement() -> float:
+        with torch.no_grad():
+            return float(torch.cosine_similarity(student(images), teacher(images)).mean())
+
+    before = agreement()
+    how = task.prepare_baseline(student)
+    assert how == "distilled from released for 3 epochs of the recovery images"
+    assert agreement() > before + 0.05
+    assert task.head is not None  # fitted afterwards, for Taylor scores and fine-tuning
