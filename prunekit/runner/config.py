@@ -94,6 +94,12 @@ class RecoverySettings(Settings):
         "`{distill: {lr: 1e-3}}`. Replaced whole by an override.",
     )
     budget: Budget = Field(default_factory=Budget, description="Budget of one step's recovery.")
+    evaluate_before: bool = Field(
+        True,
+        description="Also evaluate each pruned model before its recovery (the record's "
+        "`recovery.before`), so the log shows what recovery bought; `false` saves one "
+        "evaluation per step.",
+    )
 
 
 class StopSettings(Settings):

@@ -195,7 +195,8 @@ class _Session:
         report = self.pruner.step()
         recovery: dict[str, Any] = {"methods": [], "images": 0, "seconds": 0.0}
         if self.methods:
-            recovery["before"] = evaluate(self.task, self.model) if self.world.is_main else {}
+            if self.config["recovery"]["evaluate_before"] and self.world.is_main:
+                recovery["before"] = evaluate(self.task, self.model)
             recovery.update(self._recover(n, context))
             self.world.sync_state(self.model)  # every rank recovered alike; rank 0's counts
         return {**self._record(n, report, started), "recovery": recovery}
