@@ -10,7 +10,6 @@ from prunekit.engine import ChannelGroup, Target, load, measure, read_checkpoint
 from prunekit.errors import PrunekitError
 from prunekit.pruner import Pruner, PruneSettings, StepReport, make_criterion, make_schedule
 from prunekit.recovery import Budget, Recovery, RecoveryContext, RecoveryReport, recover
-from prunekit.runner.config import resolve as resolve_config
 from prunekit.registry import (
     available,
     register_criterion,
@@ -52,6 +51,5 @@ __all__ = [
     "register_schedule",
     "register_task",
     "registry",
-    "resolve_config",
     "save",
 ]

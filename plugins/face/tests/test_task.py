@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-import prunekit as pk
 from prunekit.cli.main import main
 from prunekit.registry import TASKS
+from prunekit.runner.config import resolve as resolve_config
 from prunekit_face.pretrained import MEAN_RGB, released_model
 from prunekit_face.task import FaceTask
 
@@ -142,7 +142,7 @@ def synthetic_task(**data: Any) -> FaceTask:
         **{f"data.{k}": v for k, v in data.items()},
     }
     sets = [f"{k}={v}" for k, v in settings.items()]
-    return FaceTask(pk.resolve_config("face", sets=sets, preset="scratch"))
+    return FaceTask(resolve_config("face", sets=sets, preset="scratch"))
 
 
 @pytest.fixture(autouse=True)
@@ -161,7 +161,7 @@ def test_presets_come_from_the_packaged_yaml():
     assert paper["recovery"]["options"]["finetune"]["lr"] == 0.001
     assert FaceTask.presets["taught"]["model"]["teacher"] == "released"
     for name in FaceTask.presets:  # every preset is a valid configuration
-        assert pk.resolve_config("face", preset=name)["task"] == "face"
+        assert resolve_config("face", preset=name)["task"] == "face"
     folder = resources.files("prunekit_face") / "presets"
     assert all((folder / f"{name}.yaml").is_file() for name in FaceTask.presets)
 
@@ -226,7 +226,7 @@ def test_the_taught_preset_distils_the_released_network_label_free():
         "model.width=0.25",
         "baseline.epochs=3",
     ]
-    task = FaceTask(pk.resolve_config("face", sets=sets, preset="taught"))
+    task = FaceTask(resolve_config("face", sets=sets, preset="taught"))
     student = task.build_model()
     teacher = released_model().eval()
     images = torch.cat(list(task.recovery_batches()))
