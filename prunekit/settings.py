@@ -62,6 +62,7 @@ def check(cls: type[S], data: Mapping[str, Any], source: str | None = None, pref
     if not isinstance(data, Mapping):
         where = f"config key {prefix.rstrip('.')!r}" if prefix else cls.__name__
         raise PrunekitError(f"{where} must be {describe(cls)}, got {data!r}")
+    _check_key_types(data, prefix, source)
     token = _CHECKING.set(True)
     try:
         return cls.model_validate(dict(data))
@@ -69,6 +70,21 @@ def check(cls: type[S], data: Mapping[str, Any], source: str | None = None, pref
         raise PrunekitError(_message(cls, exc, source, prefix)) from None
     finally:
         _CHECKING.reset(token)
+
+
+def _check_key_types(data: Mapping[Any, Any], prefix: str, source: str | None) -> None:
+    """Every key of ``data`` (at any depth) is a string: a YAML key such as ``1`` or ``null``
+    would otherwise reach pydantic as a keyword argument that is not one."""
+    for key, value in data.items():
+        if not isinstance(key, str):
+            where = f" in {source}" if source else ""
+            parent = f"config key {prefix.rstrip('.')!r}" if prefix else "the configuration"
+            raise PrunekitError(
+                f"{parent}{where} has the key {key!r} ({type(key).__name__}): keys must be "
+                "names (strings)"
+            )
+        if isinstance(value, Mapping):
+            _check_key_types(value, f"{prefix}{key}.", source)
 
 
 def keys(cls: type[Settings], prefix: str = "") -> Iterator[tuple[str, FieldInfo]]:
