@@ -31,8 +31,9 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
     if path.is_dir():
         raise PrunekitError(f"cannot write {path}: it is a folder; choose another path")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)  # reopened by name, so the handle's .name says which file it writes
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with open(tmp, "wb") as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
