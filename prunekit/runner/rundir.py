@@ -126,14 +126,8 @@ class CompareDir:
     def run(self, name: str, seed: int) -> RunDir:
         return RunDir(self.root / "runs" / f"{name}-seed{seed}")
 
-    def runs(self) -> list[RunDir]:
-        return [RunDir(p) for p in sorted((self.root / "runs").glob("*")) if p.is_dir()]
-
     def summary(self, fmt_file: str) -> Path:
         return self.root / fmt_file
-
-    def is_comparison(self) -> bool:
-        return self.baseline.is_file()
 
     def ensure_new(self) -> None:
         _ensure_new(self.root, "or delete it")
