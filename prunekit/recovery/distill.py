@@ -80,8 +80,10 @@ class Distill(Recovery):
     dropout layers are off unless ``dropout``: the teacher's outputs are deterministic, and on few
     images dropout noise only slows matching them.
     ``layers`` (MiR-style) also match these intermediate layers' outputs, restricted to their
-    kept channels, with weight ``layer_weight``. Teacher outputs (and features) of every
-    calibration batch are cached in the context, on its device.
+    kept channels, with weight ``layer_weight``. ``batch``: rows per optimizer step; each
+    calibration batch (with its flipped copy) is split into steps of at most that many rows, so
+    a small image budget still takes enough steps (default: one step per calibration batch).
+    Teacher outputs (and features) of every calibration batch are cached in the context.
     """
 
     needs_parent = True
@@ -99,6 +101,7 @@ class Distill(Recovery):
         dropout: bool = False,
         layers: Sequence[str] | None = None,
         layer_weight: float = 1.0,
+        batch: int | None = None,
     ) -> None:
         super().__init__(images)
         if loss not in (None, *LOSSES):
@@ -124,6 +127,13 @@ class Distill(Recovery):
         self.dropout = bool(dropout)
         self.layers = list(layers or [])
         self.layer_weight = check_positive(layer_weight, "layer_weight", "distill")
+        if batch is not None and (
+            isinstance(batch, bool) or not isinstance(batch, int) or batch < 1
+        ):
+            raise PrunekitError(
+                f"distill: batch={batch!r} is out of range: give an int >= 1 or None"
+            )
+        self.batch = batch
 
     def run(
         self, model: nn.Module, context: RecoveryContext, images: int, deadline: float | None
@@ -163,17 +173,23 @@ class Distill(Recovery):
                     views.append((xf, teacher(index, xf, True)))
                 xs = torch.cat([v[0] for v in views])[:n]
                 t_out = torch.cat([v[1][0] for v in views])[:n]
-                s_out, s_feats = _forward(model, xs, self.layers, "model")
-                loss = output_loss(s_out, t_out, loss_name, self.T)
-                for name in self.layers:
-                    t_feat = torch.cat([v[1][1][name] for v in views])[:n]
-                    t_feat = self._restrict(name, t_feat, s_feats[name], context)
-                    loss = loss + self.layer_weight * feature_loss(s_feats[name], t_feat)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                losses.append(float(loss.detach()))
-                used, steps = used + n, steps + 1
+                t_feats = {
+                    name: torch.cat([v[1][1][name] for v in views])[:n] for name in self.layers
+                }
+                size = self.batch or n
+                for start in range(0, n, size):
+                    part = slice(start, start + size)
+                    s_out, s_feats = _forward(model, xs[part], self.layers, "model")
+                    loss = output_loss(s_out, t_out[part], loss_name, self.T)
+                    for name in self.layers:
+                        t_feat = self._restrict(name, t_feats[name][part], s_feats[name], context)
+                        loss = loss + self.layer_weight * feature_loss(s_feats[name], t_feat)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    losses.append(float(loss.detach()))
+                    steps += 1
+                used += n
         finally:
             optimizer.zero_grad(set_to_none=True)
             model.eval()

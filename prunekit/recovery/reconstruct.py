@@ -3,7 +3,9 @@
 Layer by layer in forward order, the weights (and bias) of a conv/linear layer are refitted so
 that, on the pruned network's own inputs to it, its output matches the parent's output of the
 same layer on the kept channels. The statistics are the float64 Grams ``X^T X`` and ``X^T Y``,
-accumulated batch by batch; activations are never stored.
+accumulated batch by batch; activations are never stored. The forward passes of the pruned
+network and of the parent halt at each layer (:mod:`prunekit.recovery.lockstep`), so the refit
+of every layer costs one forward pass of each over the calibration images, whatever the depth.
 """
 
 from __future__ import annotations
@@ -19,43 +21,30 @@ from torch.nn.modules.conv import _ConvNd
 from prunekit.errors import PrunekitError
 from prunekit.recovery.base import Recovery, RecoveryContext, check_positive
 from prunekit.recovery.data import stream
+from prunekit.recovery.lockstep import HaltingForward, watch
 from prunekit.registry import register_recovery
 
 SUPPORTED = (nn.Conv1d, nn.Conv2d, nn.Linear)
 LAYERS = ("pruned", "all")
+MAX_PASSES = 64  # halted forward passes alive at once; more batches are merged into this many
 
 
-class _Stop(Exception):
-    """Raised by a hook to end a forward pass once the wanted tensor is captured."""
-
-
-def _capture(model: nn.Module, module: nn.Module, x: torch.Tensor, side: str) -> torch.Tensor:
-    """The input (``side="input"``) or output of ``module`` when ``model`` runs on ``x``; the
-    forward pass stops right there."""
-    box: list[torch.Tensor] = []
-
-    def pre(mod: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
-        box.append(args[0])
-        raise _Stop
-
-    def post(mod: nn.Module, args: object, output: torch.Tensor) -> None:
-        box.append(output)
-        raise _Stop
-
-    if side == "input":
-        handle = module.register_forward_pre_hook(pre)
-    else:
-        handle = module.register_forward_hook(post)
+def _inputs(context: RecoveryContext, images: int) -> list[torch.Tensor]:
+    """The first ``images`` calibration inputs, as at most :data:`MAX_PASSES` tensors."""
+    inputs = [
+        context.input(batch)[:n]
+        for _, batch, n in stream(context.batches, images, context.rows, "reconstruct")
+    ]
+    if len(inputs) <= MAX_PASSES:
+        return inputs
     try:
-        with torch.no_grad():
-            model(x)
-    except _Stop:
-        pass
-    finally:
-        handle.remove()
-    if not box:
-        raise PrunekitError("reconstruct: a layer seen in the first forward pass was not called")
-    return box[0]
+        merged = torch.cat(inputs)
+    except RuntimeError as error:
+        raise PrunekitError(
+            f"reconstruct: {len(inputs)} calibration batches of different shapes cannot be "
+            f"merged into {MAX_PASSES} passes ({error}): give fewer, larger batches"
+        ) from None
+    return list(merged.tensor_split(MAX_PASSES))
 
 
 def _width(module: nn.Module, side: str) -> int:
@@ -189,18 +178,28 @@ class Reconstruct(Recovery):
             return {"images": 0, "layers": 0}
         seed = self.seed if self.seed is not None else torch.initial_seed()
         generator = torch.Generator().manual_seed(seed)
-        used, before, after = 0, [], []
-        for job in jobs:
-            if deadline is not None and time.monotonic() >= deadline:
-                context.log(f"reconstruct: out of time before {job.name!r}; later layers kept")
-                break
-            fit = self._fit(job, model, context, images, deadline, generator)
-            if fit is not None:
-                used = max(used, fit[0])
-                before.append(fit[1])
-                after.append(fit[2])
+        inputs = _inputs(context, images)
+        handles = watch([job.layer for job in jobs], "input")
+        handles += watch([job.parent for job in jobs], "output")
+        pruned = [HaltingForward(model, x) for x in inputs]
+        parents = [HaltingForward(context.parent, x) for x in inputs]
+        before, after = [], []
+        try:
+            for job in jobs:
+                if deadline is not None and time.monotonic() >= deadline:
+                    context.log(f"reconstruct: out of time before {job.name!r}; later layers kept")
+                    break
+                fit = self._fit(job, pruned, parents, context, generator)
+                if fit is not None:
+                    before.append(fit[0])
+                    after.append(fit[1])
+        finally:
+            for forward in pruned + parents:
+                forward.close()
+            for handle in handles:
+                handle.remove()
         model.eval()
-        stats: dict[str, float] = {"images": used, "layers": len(before)}
+        stats: dict[str, float] = {"images": sum(len(x) for x in inputs), "layers": len(before)}
         if before:
             stats["error_before"] = sum(before) / len(before)
             stats["error_after"] = sum(after) / len(after)
@@ -274,32 +273,26 @@ class Reconstruct(Recovery):
     def _fit(
         self,
         job: _Job,
-        model: nn.Module,
+        pruned: list[HaltingForward],
+        parents: list[HaltingForward],
         context: RecoveryContext,
-        images: int,
-        deadline: float | None,
         generator: torch.Generator,
-    ) -> tuple[int, float, float] | None:
-        """Refit one layer; ``(images, relative error before, after)`` or None when skipped."""
+    ) -> tuple[float, float] | None:
+        """Refit one layer; ``(relative error before, after)``, or None when skipped. Every
+        halted pass is moved past the layer, skipped or not."""
         g, d = job.groups, job.features
         device = job.layer.weight.device
         gram = torch.zeros(g, d, d, dtype=torch.float64, device=device)
         cross: torch.Tensor | None = None
         yy = torch.zeros(g, dtype=torch.float64, device=device)
-        used = 0
         linear = isinstance(job.layer, nn.Linear)
-        for _, batch, n in stream(context.batches, images, context.rows, "reconstruct"):
-            if used and deadline is not None and time.monotonic() >= deadline:
-                break
-            x = context.input(batch)[:n]
-            xs = _patches(job.layer, _capture(model, job.layer, x, "input"))
-            ys = _targets(_capture(context.parent, job.parent, x, "output"), linear)
-            if xs.shape[0] != ys.shape[0]:
-                context.log(
-                    f"reconstruct: skipped {job.name!r}: {xs.shape[0]} output positions against "
-                    f"the parent's {ys.shape[0]}"
-                )
-                return None
+        mismatch = None
+        for own, parent in zip(pruned, parents, strict=True):
+            xs = _patches(job.layer, own.until(job.layer))
+            ys = _targets(parent.until(job.parent), linear)
+            if mismatch is not None or xs.shape[0] != ys.shape[0]:
+                mismatch = mismatch or (xs.shape[0], ys.shape[0])
+                continue
             if job.kept is not None:
                 ys = ys.index_select(1, job.kept.to(ys.device))
             if self.max_positions is not None and xs.shape[0] > self.max_positions:
@@ -315,7 +308,12 @@ class Reconstruct(Recovery):
             step = xg.transpose(1, 2) @ yg
             cross = step if cross is None else cross + step
             yy += yg.pow(2).sum((1, 2))
-            used += n
+        if mismatch is not None:
+            context.log(
+                f"reconstruct: skipped {job.name!r}: {mismatch[0]} output positions against "
+                f"the parent's {mismatch[1]}"
+            )
+            return None
         if cross is None:
             return None
         old = job.weights()
@@ -327,7 +325,7 @@ class Reconstruct(Recovery):
         total = float(yy.sum())
         scale = 1.0 / total if total > 0 else 0.0
         err_final = torch.where(better, err_new, err_old)
-        return used, float(err_old.sum()) * scale, float(err_final.sum()) * scale
+        return float(err_old.sum()) * scale, float(err_final.sum()) * scale
 
     def _solve(
         self,

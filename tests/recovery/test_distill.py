@@ -53,7 +53,8 @@ def test_default_options_lower_the_loss_too():
 
 
 @pytest.mark.parametrize("flip", [False, True])
-def test_budget_is_honoured_to_the_image(flip: bool):
+@pytest.mark.parametrize("batch", [None, 3])
+def test_budget_is_honoured_to_the_image(flip: bool, batch: int | None):
     model, parent, kept = _pruned()
     counter = RowCounter(model)
     (report,) = recover(
@@ -62,9 +63,14 @@ def test_budget_is_honoured_to_the_image(flip: bool):
         "distill",
         batches(3, 8),
         kept=kept,
-        options={"distill": {"images": 29, "flip": flip}},
+        options={"distill": {"images": 29, "flip": flip, "batch": batch}},
     )
     assert report.images == counter.rows == 29
+    # steps of at most `batch` rows within each calibration batch (8 rows, 16 with flips)
+    per = 16 if flip else 8
+    sizes = [per] * (29 // per) + [29 % per]
+    expected = len(sizes) if batch is None else sum(-(-s // batch) for s in sizes)
+    assert report.stats["steps"] == expected
 
 
 def test_intermediate_layers_are_matched_on_kept_channels():

@@ -225,3 +225,23 @@ def test_layers_all_refits_unpruned_layers_and_logs_skips():
     )
     assert report.stats["layers"] == 3
     assert any("skipped 'conv1'" in line for line in lines)
+
+
+def test_every_layer_is_refitted_in_one_forward_pass_of_each_network():
+    torch.manual_seed(5)
+    model = randomize_bn(ConvNet()).eval()
+    parent, kept = prune(model)
+    calls = {"model": 0, "parent": 0}
+
+    def counter(who: str):
+        def count(*_: object) -> None:
+            calls[who] += 1
+
+        return count
+
+    model.conv1.register_forward_pre_hook(counter("model"))
+    parent.conv1.register_forward_pre_hook(counter("parent"))
+    options = {"reconstruct": {"images": 24}}
+    (report,) = recover(model, parent, "reconstruct", batches(3, 8), kept=kept, options=options)
+    assert report.stats["layers"] == 3  # conv2, dw and head, one after the other
+    assert calls == {"model": 3 + 1, "parent": 3}  # + 1 image that finds the forward order
