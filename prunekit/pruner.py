@@ -6,8 +6,11 @@ registries) and the engine's mechanism (channel groups, the planner, measurement
 
 from __future__ import annotations
 
+import difflib
 import inspect
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -19,7 +22,9 @@ from torch import nn
 
 from prunekit.criteria.base import Criterion
 from prunekit.engine.groups import ROOT_TYPES, ChannelGroup, build_graph, find_groups
+from prunekit.engine.integrity import Snapshot, check_runs, output_shapes
 from prunekit.engine.measure import mac_positions
+from prunekit.engine.persistence import remember_unpruned
 from prunekit.engine.planner import PLANNERS, CostModel, Limits, Plan, RoundTo
 from prunekit.engine.target import METRICS, Target
 from prunekit.errors import PrunekitError
@@ -85,6 +90,43 @@ def make_schedule(schedule: str | Schedule) -> Schedule:
     return schedule if isinstance(schedule, Schedule) else SCHEDULES.get(schedule)()
 
 
+def resolve_layers(model: nn.Module, layers: Iterable[nn.Module | str]) -> list[nn.Module]:
+    """The layers ``ignored_layers`` names, as modules of ``model`` with all their submodules.
+
+    Each entry is a module of ``model`` itself or its name in ``model.named_modules()``;
+    anything else (a copy's layer, a tensor, a mistyped name) would silently ignore nothing.
+    Submodules are included because torch-pruning matches single layers: an ignored block
+    would otherwise keep none of its channels.
+    """
+    model_name = type(model).__name__
+    named = dict(model.named_modules())
+    ours = {id(m) for m in named.values()}
+    found: list[nn.Module] = []
+    for i, layer in enumerate([layers] if isinstance(layers, (str, nn.Module)) else layers):
+        if isinstance(layer, str):
+            if layer not in named:
+                close = difflib.get_close_matches(layer, [n for n in named if n], n=1)
+                hint = f"did you mean {close[0]!r}?" if close else "see model.named_modules()"
+                raise PrunekitError(f"ignored_layers: {model_name} has no layer {layer!r}; {hint}")
+            layer = named[layer]
+        elif not isinstance(layer, nn.Module):
+            raise PrunekitError(
+                f"ignored_layers[{i}] is a {type(layer).__name__}: give layers of {model_name} "
+                "(modules) or their names (str)"
+            )
+        elif id(layer) not in ours:
+            twins = [
+                n for n, m in named.items() if type(m) is type(layer) and repr(m) == repr(layer)
+            ]
+            hint = f"did you mean {twins[0]!r}?" if twins else "pass a layer of the model itself"
+            raise PrunekitError(
+                f"ignored_layers[{i}] is a {type(layer).__name__} that is not part of "
+                f"{model_name} (a copy of one of its layers?); {hint}"
+            )
+        found.extend(layer.modules())
+    return list(dict.fromkeys(found))
+
+
 @dataclass
 class StepReport:
     """What one pruning step planned and achieved.
@@ -128,7 +170,13 @@ class Pruner:
     Each :meth:`step` scores every unit with the criterion, asks the schedule how much of the
     target this step must reach, picks the units (within each layer for ``scope="local"``,
     across layers for ``"global"``) and physically removes them with every coupled layer.
-    Gradient criteria need :meth:`accumulate` after each ``loss.backward()`` in between.
+    Gradient criteria need :meth:`accumulate` after each ``loss.backward()`` in between;
+    activation criteria (``obs``) need forward passes inside :meth:`observing`.
+
+    ``ignored_layers`` are modules of ``model`` or their names. Channel groups that cannot be
+    pruned consistently are left whole with a warning; :attr:`left_whole` maps their root
+    layers to the reason. A step whose pruned model does not run on ``example_inputs``, or
+    returns other shapes, is undone and raises :class:`PrunekitError`.
     """
 
     def __init__(
@@ -140,7 +188,7 @@ class Pruner:
         target: Target | str | dict = DEFAULT.target,
         steps: int = DEFAULT.steps,
         scope: str = DEFAULT.scope,
-        ignored_layers: Sequence[nn.Module] = (),
+        ignored_layers: Iterable[nn.Module | str] = (),
         round_to: RoundTo = DEFAULT.round_to,
         min_channels: int = DEFAULT.min_channels,
         seed: int = 0,
@@ -163,7 +211,7 @@ class Pruner:
         self.steps = steps
         self.scope = scope
         self.limits = Limits(min_channels=min_channels, round_to=round_to)
-        self.ignored_layers = list(ignored_layers)
+        self.ignored_layers = resolve_layers(model, ignored_layers)
         self.prune_outputs = prune_outputs
         self.step_index = 0
         self.history: list[dict[str, Any]] = []
@@ -172,9 +220,17 @@ class Pruner:
         #: are absent
         self.kept: dict[str, list[int]] = {}
         self._channel_plan: list[int] | None = None  # [channels removed before, total]
+        self.example_inputs = example_inputs
         self.graph = build_graph(model, example_inputs)
         self.positions = mac_positions(model, example_inputs)
+        #: what the model returns for the example inputs: every step must keep it
+        self.outputs = None if prune_outputs else output_shapes(model, example_inputs)
+        #: root layer -> why its channel group is left whole
+        self.left_whole: dict[str, str] = {}
         self.groups = self._find_groups()
+        for name, reason in self.left_whole.items():
+            warnings.warn(f"prunekit leaves the channels of {name!r} whole: {reason}", stacklevel=2)
+        remember_unpruned(model)  # what checkpoints of the pruned model fit
         #: unit count of every group before pruning (``round_to="auto"`` decides from it)
         self.widths = {g.name: g.num_units for g in self.groups}
         self.base = self._cost().totals()
@@ -190,6 +246,27 @@ class Pruner:
     def needs_grad(self) -> bool:
         """Whether the criterion needs :meth:`accumulate` calls before each step."""
         return self.criterion.needs_grad
+
+    @property
+    def needs_inputs(self) -> bool:
+        """Whether the criterion needs forward passes inside :meth:`observing` before each step."""
+        return self.criterion.needs_inputs
+
+    @contextmanager
+    def observing(self) -> Iterator[None]:
+        """Within this block, forward passes of the model feed the criterion the inputs of the
+        layers it watches (activation criteria; labels and gradients are not needed)."""
+        criterion = self.criterion
+
+        def feed(module: nn.Module, args: tuple[Any, ...]) -> None:
+            criterion.observe(module, args[0])
+
+        handles = [m.register_forward_pre_hook(feed) for m in criterion.observed(self.groups)]
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
 
     def state_dict(self) -> dict[str, Any]:
         """Plain data to resume pruning on a reloaded model (see :func:`prunekit.save`)."""
@@ -256,10 +333,17 @@ class Pruner:
         layers_before = self._layer_channels()
         scores = self.criterion.scores(self.groups, self.step_index)
         cost = self._cost()
+        channel_plan = self._channel_plan
         metric, amount, fraction = self._goal(n, cost, scores)
         plan = PLANNERS[self.scope](cost, scores, metric, amount, self.limits)
         predicted = self._fractions(cost.totals())
-        removed = self._execute(plan)
+        undo = Snapshot(self.graph)
+        try:
+            removed = self._execute(plan, n)
+        except BaseException:  # a failed check, torch-pruning's own error, an interrupt
+            undo.restore()
+            self._channel_plan = channel_plan
+            raise
         self._track_kept(removed, layers_before)
         self.criterion.reset()
         self.step_index = n
@@ -304,13 +388,37 @@ class Pruner:
         fraction = target if n == self.steps else self.schedule.fraction(n, self.steps, target)
         return metric, current[metric] - (1 - fraction) * self.base[metric], fraction
 
-    def _execute(self, plan: Plan) -> dict[str, dict[str, list[int]]]:
+    def _execute(self, plan: Plan, n: int) -> dict[str, dict[str, list[int]]]:
+        """Remove the planned units, then check that the model still runs on the example inputs
+        and returns the same shapes; raises (the caller undoes the step) if not."""
         removed: dict[str, dict[str, list[int]]] = {}
         for g, units in sorted(plan.items()):
-            for name, sides in self.groups[g].prune(sorted(units)).items():
+            try:
+                pruned = self.groups[g].prune(sorted(units))
+            except Exception as exc:
+                first = str(exc).splitlines()[0] if str(exc) else ""
+                what = f"torch-pruning failed ({type(exc).__name__}: {first})"
+                raise self._broken(n, [self.groups[g].name], what) from exc
+            for name, sides in pruned.items():
                 for side, idxs in sides.items():
                     removed.setdefault(name, {}).setdefault(side, []).extend(idxs)
+        problem = check_runs(self.model, self.example_inputs, self.outputs)
+        if problem is not None:
+            what, module = problem
+            groups = [self.groups[g] for g in sorted(plan)]
+            suspects = [g.name for g in groups if module in {s.module_name for s in g.slices}]
+            raise self._broken(n, suspects or [g.name for g in groups], what)
         return removed
+
+    def _broken(self, n: int, groups: list[str], what: str) -> PrunekitError:
+        """The error of step ``n``, whose pruning of ``groups`` broke the model."""
+        quoted = ", ".join(repr(g) for g in groups)
+        return PrunekitError(
+            f"step {n}: pruning the channels of {quoted} broke {type(self.model).__name__}: "
+            f"{what}; torch-pruning did not follow its channels through some operation in "
+            f"forward() (a slice, view or indexing?), so the step was undone: add {quoted} to "
+            "ignored_layers"
+        )
 
     def _track_kept(self, removed: dict[str, dict[str, list[int]]], before: dict[str, int]) -> None:
         for name, sides in removed.items():
@@ -321,11 +429,13 @@ class Pruner:
 
     # ------------------------------------------------------------------ helpers
     def _find_groups(self) -> list[ChannelGroup]:
-        groups = find_groups(self.graph, self.ignored_layers, self.prune_outputs)
+        self.left_whole = {}
+        groups = find_groups(self.graph, self.ignored_layers, self.prune_outputs, self.left_whole)
         if not groups:
+            whole = "".join(f"; {n!r} is left whole: {why}" for n, why in self.left_whole.items())
             raise PrunekitError(
-                "nothing to prune: every channel group is ignored or reaches the model output; "
-                "check ignored_layers"
+                "nothing to prune: every channel group is ignored, left whole or reaches the "
+                f"model output; check ignored_layers{whole}"
             )
         return groups
 

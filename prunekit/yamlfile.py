@@ -1,8 +1,9 @@
 """Reading configuration YAML: one loader, one set of error messages.
 
 YAML's safe loader, except that ``1e-4`` is a float (PyYAML follows YAML 1.1 and would read it
-as a string, which trips every learning rate written that way). Errors name the file, the line
-and the column.
+as a string, which trips every learning rate written that way) and that a key given twice in a
+mapping is an error (PyYAML keeps the last one and silently drops the other). Errors name the
+file, the line and the column.
 """
 
 from __future__ import annotations
@@ -17,7 +18,25 @@ from prunekit.errors import PrunekitError
 
 
 class Loader(yaml.SafeLoader):
-    """The safe loader with YAML 1.2 floats."""
+    """The safe loader with YAML 1.2 floats and unique keys."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *defaults` may be overridden: YAML's merge, not a duplicate
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = lines.get(key)
+            except TypeError:  # an unhashable key: the safe loader reports it below
+                continue
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    problem=f"duplicate key {key!r} (first on line {first}): keep one of them",
+                    problem_mark=key_node.start_mark,
+                )
+            lines[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
 
 
 Loader.add_implicit_resolver(

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 import torch
+from torch import nn
 
 from prunekit.errors import PrunekitError
 
@@ -17,14 +18,18 @@ class Criterion:
     """Scores the units of channel groups; the lowest-scoring units are removed first.
 
     Subclasses implement :meth:`score`. Gradient-based criteria set ``needs_grad = True`` and
-    implement :meth:`accumulate`, which the pruner calls after each ``loss.backward()``; their
-    running statistics are what :meth:`statistics` exposes for all-reducing across processes.
+    implement :meth:`accumulate`, which the pruner calls after each ``loss.backward()``.
+    Activation-based criteria set ``needs_inputs = True`` and implement :meth:`observed` and
+    :meth:`observe`: during forward passes inside :meth:`prunekit.Pruner.observing` they see
+    the inputs of the layers they name. Running statistics of either kind are what
+    :meth:`statistics` exposes for all-reducing across processes.
 
     ``normalize="l2"`` divides each group's scores by their L2 norm, which makes scores of
     different layers comparable in global scope.
     """
 
     needs_grad: ClassVar[bool] = False
+    needs_inputs: ClassVar[bool] = False
 
     def __init__(self, normalize: str | None = None) -> None:
         if normalize not in (None, "l2"):
@@ -53,6 +58,13 @@ class Criterion:
 
     def accumulate(self, groups: Sequence[ChannelGroup]) -> None:
         """Fold the current gradients into running statistics (gradient criteria only)."""
+
+    def observed(self, groups: Sequence[ChannelGroup]) -> list[nn.Module]:
+        """The layers whose inputs :meth:`observe` wants (activation criteria only)."""
+        return []
+
+    def observe(self, module: nn.Module, x: torch.Tensor) -> None:
+        """Fold one forward pass's input ``x`` of ``module`` into running statistics."""
 
     def statistics(self) -> list[torch.Tensor]:
         """Running statistics that must be summed across data-parallel processes."""

@@ -11,6 +11,10 @@ couples its *input* channel group ``g`` with its *output* channels ``g*m .. g*m+
 torch-pruning treats the two sides as independent and produces broken layers (or crashes).
 prunekit merges the producer's group with the grouped conv's output group into one group
 whose unit is one whole convolution group.
+
+Groups torch-pruning cannot remove consistently, or whose cost prunekit cannot count, are left
+whole with the reason (see :func:`find_groups`): a slice it takes for a slice of channels, a
+bare ``nn.Parameter``, a layer whose pruned parameters :func:`_param_dims` does not know.
 """
 
 from __future__ import annotations
@@ -22,12 +26,18 @@ import torch
 import torch_pruning as tp
 from torch import nn
 from torch_pruning import ops
+from torch_pruning.dependency.index_mapping import _SliceIndexMapping
 
-from prunekit.engine.measure import forward
+from prunekit.engine.integrity import failing_module
 from prunekit.errors import PrunekitError
 
 ROOT_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
-NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
+NORM_TYPES = (
+    nn.modules.batchnorm._BatchNorm,
+    nn.modules.instancenorm._InstanceNorm,
+    nn.GroupNorm,
+    nn.LayerNorm,
+)
 
 
 def is_depthwise(module: nn.Module) -> bool:
@@ -48,8 +58,15 @@ def is_grouped(module: nn.Module) -> bool:
     )
 
 
-def _param_dims(module: nn.Module, role: str) -> list[tuple[str, int]]:
-    """Which parameters of ``module`` a channel touches, and along which dimension."""
+def _param_dims(module: nn.Module, role: str) -> list[tuple[str, int]] | None:
+    """Which parameters of ``module`` a channel touches, and along which dimension.
+
+    ``None`` where torch-pruning changes parameters this table does not know, or changes them
+    inconsistently (an LSTM's hidden size, a LayerNorm over several dims): the planner could
+    not price such a removal, so its group is left whole.
+    """
+    if isinstance(module, nn.LayerNorm) and len(module.normalized_shape) > 1:
+        return None  # torch-pruning shrinks the last normalized dim, not the channels
     if isinstance(module, nn.modules.conv._ConvNd):
         out_dim = 1 if module.transposed else 0
         if role == "out" or is_depthwise(module):
@@ -61,7 +78,11 @@ def _param_dims(module: nn.Module, role: str) -> list[tuple[str, int]]:
         return [("weight", 0), ("bias", 0)]
     if isinstance(module, nn.PReLU):
         return [("weight", 0)] if module.num_parameters > 1 else []
-    return []
+    if isinstance(module, nn.Embedding) and role == "out":
+        return [("weight", 1)]
+    if isinstance(module, nn.LSTM) and role == "in":
+        return [("weight_ih_l0", 1), ("weight_ih_l0_reverse", 1)]
+    return None if any(True for _ in module.parameters(recurse=False)) else []
 
 
 @dataclass
@@ -143,10 +164,6 @@ class ChannelGroup:
                     if role == "in":
                         continue  # removed together with its output channels below
                     _prune_grouped_conv(module, idxs)
-                elif dep.target.type == ops.OPTYPE.PARAMETER:
-                    raise PrunekitError(
-                        "pruning a bare nn.Parameter is not supported: wrap it in a module"
-                    )
                 else:
                     dep(idxs)
                 if isinstance(module, nn.Module) and module in names:
@@ -185,7 +202,7 @@ def build_graph(model: nn.Module, example_inputs: Any) -> tp.DependencyGraph:
     try:
         return tp.DependencyGraph().build_dependency(model, example_inputs, verbose=False)
     except Exception as exc:
-        culprit = _failing_module(model, example_inputs)
+        culprit = failing_module(model, example_inputs)
         where = f" in module {culprit!r}" if culprit else ""
         raise PrunekitError(
             f"cannot trace {type(model).__name__}{where} ({type(exc).__name__}: {exc}); "
@@ -195,39 +212,31 @@ def build_graph(model: nn.Module, example_inputs: Any) -> tp.DependencyGraph:
         model.train(was_training)
 
 
-def _failing_module(model: nn.Module, example_inputs: Any) -> str | None:
-    """Name of the innermost module whose forward raised on the example inputs, if any."""
-    stack: list[str] = []
-    failed: list[str] = []
-    handles = []
-    for name, module in model.named_modules():
-        handles.append(module.register_forward_pre_hook(lambda *_, n=name: stack.append(n)))
-        handles.append(module.register_forward_hook(lambda *_: stack.pop()))
-    try:
-        with torch.no_grad():
-            forward(model, example_inputs)
-    except Exception:
-        failed = list(stack)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return (failed[-1] or type(model).__name__) if failed else None
-
-
 def find_groups(
     graph: tp.DependencyGraph,
     ignored_layers: list[nn.Module],
     prune_outputs: bool = False,
+    left_whole: dict[str, str] | None = None,
 ) -> list[ChannelGroup]:
     """All prunable channel groups of the traced model.
 
     Groups whose channels reach the model's output are skipped unless ``prune_outputs``: a
-    pruned output would silently change what the model returns.
+    pruned output would silently change what the model returns. Groups that cannot be pruned
+    consistently (see :func:`_unprunable`) are skipped too; ``left_whole`` receives their root
+    layer's name and the reason.
     """
     names = module_names(graph)
-    raw = list(
-        graph.get_all_groups(ignored_layers=list(ignored_layers), root_module_types=ROOT_TYPES)
-    )
+    try:
+        raw = list(
+            graph.get_all_groups(ignored_layers=list(ignored_layers), root_module_types=ROOT_TYPES)
+        )
+    except Exception as exc:  # torch-pruning trips over an operation it does not know
+        culprit = _ungroupable(graph, ignored_layers)
+        raise PrunekitError(
+            f"torch-pruning cannot follow the channels of {culprit!r} in "
+            f"{type(graph.model).__name__} ({type(exc).__name__}: {exc}); add {culprit!r} to "
+            "ignored_layers"
+        ) from exc
 
     def touches_output(group: Any) -> bool:
         for item in group.items:
@@ -247,7 +256,15 @@ def find_groups(
             and (out(it.dep.handler) == (role == "out"))
         ]
 
-    usable = [g for g in raw if prune_outputs or not touches_output(g)]
+    usable = []
+    for group in raw:
+        if not prune_outputs and touches_output(group):
+            continue
+        reason = _unprunable(group, graph, names)
+        if reason is None:
+            usable.append(group)
+        elif left_whole is not None:
+            left_whole[names[group.items[0].dep.target.module]] = reason
     # the group that owns each grouped conv's output channels
     out_group_of = {m: g for g in usable for m in members(g, "out") if is_grouped(m)}
     children = {id(g) for g in out_group_of.values()}
@@ -269,6 +286,81 @@ def find_groups(
         floor = 2 if grouped_inputs else 1
         result.append(ChannelGroup(names[parts[0].root], num_units, slices, parts, graph, floor))
     return result
+
+
+def _unprunable(group: Any, graph: tp.DependencyGraph, names: dict[nn.Module, str]) -> str | None:
+    """Why the channels of ``group`` cannot be removed consistently; ``None`` if they can."""
+    for item in group.items:
+        node = item.dep.target
+        module = node.module
+        if node.type == ops.OPTYPE.SLICE and _channel_slice(node):
+            sizes = list(node.grad_fn._saved_self_sym_sizes)
+            return (
+                f"torch-pruning cannot map its channels through the slice along dim "
+                f"{node.module.dim} of a {sizes} tensor after {_producer(node, names)} in forward()"
+            )
+        if node.type == ops.OPTYPE.PARAMETER:
+            name = next((n for n, p in graph.model.named_parameters() if p is module), node.name)
+            return f"the bare nn.Parameter {name!r} scales its channels: wrap it in a module"
+        if module not in names:
+            continue  # an operation (add, concat, ...): no parameters
+        role = "out" if graph.is_out_channel_pruning_fn(item.dep.handler) else "in"
+        side = f"{role}put channels of {names[module]!r} ({type(module).__name__})"
+        dims = _param_dims(module, role)
+        if dims is None:
+            return f"pruning the {side} changes parameters prunekit cannot count"
+        if role == "in" and is_grouped(module):
+            continue  # checked through the merged output part
+        for pname, dim in dims:
+            param = getattr(module, pname, None)
+            if param is not None and item.idxs and max(item.idxs) >= param.shape[dim]:
+                return (
+                    f"torch-pruning maps its channels past the {param.shape[dim]} {side} "
+                    "(through a slice, view or indexing in forward()?)"
+                )
+    return None
+
+
+def _channel_slice(node: Any) -> bool:
+    """Whether torch-pruning maps channel indices through this slice.
+
+    It does for every slice of a 2-D or 5-D tensor and the last dim of a 3-D one, the batch
+    dim included. The bounds written in ``forward()`` cannot follow pruned channels, so no
+    group through such a slice can be pruned consistently.
+    """
+    return any(
+        isinstance(mapping, _SliceIndexMapping)
+        for dep in node.dependencies
+        for mapping in dep.index_mapping
+    )
+
+
+def _producer(node: Any, names: dict[nn.Module, str]) -> str:
+    """The nearest named layer whose output reaches ``node``, quoted (for messages)."""
+    queue, seen = list(node.inputs), set()
+    while queue:
+        current = queue.pop(0)
+        if current.module in names:
+            return repr(names[current.module])
+        if current not in seen:
+            seen.add(current)
+            queue.extend(current.inputs)
+    return "the inputs"
+
+
+def _ungroupable(graph: tp.DependencyGraph, ignored_layers: list[nn.Module]) -> str:
+    """The first root layer whose group torch-pruning fails to build (after it failed)."""
+    names = module_names(graph)
+    for module in graph.module2node:
+        if isinstance(module, ROOT_TYPES) and module not in ignored_layers:
+            pruner = graph.get_pruner_of_module(module)
+            try:
+                graph.get_pruning_group(
+                    module, pruner.prune_out_channels, range(pruner.get_out_channels(module))
+                )
+            except Exception:
+                return names[module]
+    return type(graph.model).__name__
 
 
 def _merge_grouped(

@@ -3,7 +3,9 @@
 Files are written atomically (temporary file, fsync, rename) and read with
 ``torch.load(weights_only=True)``, which refuses to unpickle arbitrary objects, so a checkpoint
 from the internet cannot run code. :func:`load` rebuilds the pruned architecture into a freshly
-built unpruned model by resizing its layers to the recorded shapes.
+built unpruned model by resizing its layers to the recorded shapes, once it has checked that the
+model is the one the checkpoint's model was pruned from: every checkpoint records the tensor
+shapes its model had before pruning (:func:`unpruned_shapes`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from prunekit import atomic
 from prunekit.errors import PrunekitError
 
 FORMAT = "prunekit-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: records the unpruned shapes
+#: where a model keeps its tensor shapes from before pruning (see :func:`unpruned_shapes`)
+UNPRUNED = "_prunekit_unpruned"
 #: layer attributes that pruning changes and that must be restored on load
 ARCH_ATTRS = (
     "in_channels",
@@ -46,6 +50,24 @@ def describe(model: nn.Module) -> dict[str, dict[str, Any]]:
             attrs = {k: list(v) if isinstance(v, tuple) else v for k, v in attrs.items()}
             arch[name] = {"type": type(module).__name__, "attrs": attrs}
     return arch
+
+
+def unpruned_shapes(model: nn.Module) -> dict[str, list[int]]:
+    """``{state_dict key: shape}`` of ``model`` before it was pruned: what a checkpoint fits.
+
+    A Pruner records them when it is built and :func:`load` when it rebuilds a pruned
+    architecture (:func:`remember_unpruned`); any other model is taken as unpruned.
+    """
+    recorded = model.__dict__.get(UNPRUNED)
+    if recorded is not None:
+        return recorded
+    return {k: list(v.shape) for k, v in model.state_dict().items()}
+
+
+def remember_unpruned(model: nn.Module) -> None:
+    """Record the shapes of ``model`` as its unpruned ones, unless they are recorded already;
+    call it before anything changes a shape."""
+    model.__dict__.setdefault(UNPRUNED, unpruned_shapes(model))
 
 
 def _check_plain(value: Any, where: str) -> None:
@@ -82,6 +104,7 @@ def save(
         "version": VERSION,
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "architecture": describe(model),
+        "unpruned": unpruned_shapes(model),
         "pruner": pruner.state_dict() if pruner is not None else None,
         "meta": dict(meta or {}),
         "extra": dict(extra or {}),
@@ -114,7 +137,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         ) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise PrunekitError(f"{path} is not a prunekit checkpoint: save it with prunekit.save")
-    for key in ("model", "architecture", "meta", "extra"):
+    data.setdefault("unpruned", {})  # version 1 files do not record it
+    for key in ("model", "architecture", "meta", "extra", "unpruned"):
         if not isinstance(data.get(key), dict):
             raise PrunekitError(
                 f"checkpoint {path} is corrupt: its {key!r} is missing or not a mapping; use an "
@@ -127,7 +151,8 @@ def load(path: str | os.PathLike, model: nn.Module) -> nn.Module:
     """Rebuild the checkpoint's pruned architecture into ``model`` and load its weights.
 
     ``model`` is a freshly built *unpruned* model of the same architecture; it is modified in
-    place and returned.
+    place and returned. A model of other layers, or of other tensor shapes than the checkpoint's
+    model before pruning (another width, say), is refused before anything changes.
     """
     data = read_checkpoint(path)
     arch = data["architecture"]
@@ -146,8 +171,18 @@ def load(path: str | os.PathLike, model: nn.Module) -> nn.Module:
                 f"checkpoint {path} does not fit {type(model).__name__}: layer {name!r} is a "
                 f"{desc['type']} there but a {type(module).__name__} here"
             )
+    shapes = unpruned_shapes(model)
+    for name, shape in data["unpruned"].items():
+        if name in shapes and shapes[name] != shape:
+            raise PrunekitError(
+                f"checkpoint {path} does not fit {type(model).__name__}: tensor {name!r} is "
+                f"{shape} there (before pruning) but {shapes[name]} here; build the model the "
+                "checkpoint was saved from (the same settings, e.g. width)"
+            )
+    remember_unpruned(model)
+    for name, desc in arch.items():
         for attr, value in desc["attrs"].items():
-            setattr(module, attr, tuple(value) if isinstance(value, list) else value)
+            setattr(modules[name], attr, tuple(value) if isinstance(value, list) else value)
     state = data["model"]
     for key, tensor in state.items():
         owner_name, _, leaf = key.rpartition(".")

@@ -14,10 +14,10 @@ import time
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.conv import _ConvNd
 
+from prunekit.engine.patches import layer_patches
 from prunekit.errors import PrunekitError
 from prunekit.recovery.base import Recovery, RecoveryContext, check_positive
 from prunekit.recovery.data import stream
@@ -53,26 +53,8 @@ def _width(module: nn.Module, side: str) -> int:
     return module.in_channels if side == "in" else module.out_channels
 
 
-def _patches(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``[positions, in_width * kernel]`` rows of what ``layer`` multiplies by its weights."""
-    if isinstance(layer, nn.Linear):
-        return x.reshape(-1, x.shape[-1])
-    padding = layer.padding
-    if isinstance(padding, str) or layer.padding_mode != "zeros":
-        mode = "constant" if layer.padding_mode == "zeros" else layer.padding_mode
-        x = F.pad(x, layer._reversed_padding_repeated_twice, mode=mode)
-        padding = (0,) * len(layer.kernel_size)
-    kernel, stride, dilation = layer.kernel_size, layer.stride, layer.dilation
-    if isinstance(layer, nn.Conv1d):  # as a 2-d convolution of height 1
-        x = x.unsqueeze(2)
-        kernel, stride = (1, *kernel), (1, *stride)
-        dilation, padding = (1, *dilation), (0, *padding)
-    cols = F.unfold(x, kernel, dilation=dilation, padding=padding, stride=stride)
-    return cols.transpose(1, 2).reshape(-1, cols.shape[1])
-
-
 def _targets(y: torch.Tensor, linear: bool) -> torch.Tensor:
-    """``[positions, channels]`` rows of a layer output, in :func:`_patches`' order."""
+    """``[positions, channels]`` rows of a layer output, in :func:`layer_patches`' order."""
     if linear:
         return y.reshape(-1, y.shape[-1])
     return y.flatten(2).transpose(1, 2).reshape(-1, y.shape[1])
@@ -288,7 +270,7 @@ class Reconstruct(Recovery):
         linear = isinstance(job.layer, nn.Linear)
         mismatch = None
         for own, parent in zip(pruned, parents, strict=True):
-            xs = _patches(job.layer, own.until(job.layer))
+            xs = layer_patches(job.layer, own.until(job.layer))
             ys = _targets(parent.until(job.parent), linear)
             if mismatch is not None or xs.shape[0] != ys.shape[0]:
                 mismatch = mismatch or (xs.shape[0], ys.shape[0])

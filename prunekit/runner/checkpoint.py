@@ -41,7 +41,12 @@ def save_run(
 
 def restore_run(path: Path, model: nn.Module, task: Task, rng: bool = True) -> dict[str, Any]:
     """Load a run checkpoint into ``model`` (resized to its architecture) and ``task``; restore
-    the RNG state too unless ``rng=False``. Returns the checkpoint's contents."""
+    the RNG state too unless ``rng=False``. Returns the checkpoint's contents.
+
+    A step checkpoint (``--resume``) and a baseline (``baseline.checkpoint``) alike must come
+    from a model of the same shapes as ``model`` before pruning: :func:`prunekit.load` refuses
+    another one (another width, say) before anything changes.
+    """
     state = pk.read_checkpoint(path)
     pk.load(path, model)
     n = len(TASK_PREFIX)

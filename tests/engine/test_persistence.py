@@ -109,6 +109,54 @@ def test_checkpoint_of_another_architecture(tmp_path):
         pk.load(path, model=SqueezeNet(width=8, bn=False))
 
 
+def _refusal(width_there: int, width_here: int, path) -> str:
+    return (
+        f"checkpoint {path} does not fit SqueezeNet: tensor 'fire2.squeeze.0.weight' is "
+        f"[{width_there}, 16, 1, 1] there (before pruning) but [{width_here}, 16, 1, 1] here; "
+        "build the model the checkpoint was saved from (the same settings, e.g. width)"
+    )
+
+
+def test_a_pruned_checkpoint_of_another_width_is_refused_before_anything_changes(tmp_path):
+    model, _, pruner = _pruned()  # width 4, pruned: its layers are narrower than width 4's
+    path = pk.save(tmp_path / "a.pt", model, pruner=pruner)
+    wide = SqueezeNet(grouped=False, width=8)
+    before = {k: v.clone() for k, v in wide.state_dict().items()}
+    with pytest.raises(pk.PrunekitError) as info:
+        pk.load(path, model=wide)
+    assert str(info.value) == _refusal(4, 8, path)
+    after = wide.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in after)
+
+
+def test_an_unpruned_checkpoint_of_another_width_is_refused(tmp_path):
+    path = pk.save(tmp_path / "baseline.pt", SqueezeNet(grouped=False, width=8))
+    with pytest.raises(pk.PrunekitError) as info:
+        pk.load(path, model=SqueezeNet(grouped=False))
+    assert str(info.value) == _refusal(8, 4, path)
+
+
+def test_a_pruned_model_saved_without_its_pruner_fits_a_fresh_model(tmp_path):
+    model, x, _ = _pruned()
+    first = pk.save(tmp_path / "a.pt", model)  # the model remembers its unpruned shapes
+    reloaded = pk.load(first, model=SqueezeNet(grouped=False))
+    second = pk.save(tmp_path / "b.pt", reloaded)  # and so does a model rebuilt by load
+    fresh = pk.load(second, model=SqueezeNet(grouped=False)).eval()
+    with torch.no_grad():
+        assert torch.equal(fresh(x), model(x))
+
+
+def test_a_version_1_checkpoint_without_unpruned_shapes_still_loads(tmp_path):
+    model, x, pruner = _pruned()
+    path = pk.save(tmp_path / "a.pt", model, pruner=pruner)
+    data = torch.load(path, weights_only=True)
+    del data["unpruned"]
+    torch.save({**data, "version": 1}, path)
+    fresh = pk.load(path, model=SqueezeNet(grouped=False)).eval()
+    with torch.no_grad():
+        assert torch.equal(fresh(x), model(x))
+
+
 def test_missing_checkpoint(tmp_path):
     with pytest.raises(pk.PrunekitError, match="does not exist"):
         pk.read_checkpoint(tmp_path / "nope.pt")
