@@ -8,6 +8,9 @@ import torch
 
 from prunekit.errors import PrunekitError
 
+#: the most torch CPU threads a run may ask for (torch overflows on absurd counts)
+MAX_THREADS = 1024
+
 #: the device names a configuration or a command accepts
 DeviceName = Literal["auto", "cpu", "cuda"]
 

@@ -12,20 +12,31 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from prunekit.device import resolve_device
+from prunekit.device import MAX_THREADS, resolve_device
 from prunekit.engine.measure import forward
 from prunekit.settings import Settings
+
+#: the largest batch or pass count a measurement takes (beyond it, torch overflows or the
+#: measurement would never end)
+MAX_COUNT = 100_000
 
 
 class LatencySettings(Settings):
     """How latency is measured (the ``latency`` section of a run's config)."""
 
-    batch_size: int = Field(32, ge=1, description="Batch size of the latency measurement.")
-    repeats: int = Field(9, ge=1, description="Timed forward passes; the median is reported.")
-    warmup: int = Field(2, ge=0, description="Untimed forward passes before the timed ones.")
+    batch_size: int = Field(
+        32, ge=1, le=MAX_COUNT, description="Batch size of the latency measurement."
+    )
+    repeats: int = Field(
+        9, ge=1, le=MAX_COUNT, description="Timed forward passes; the median is reported."
+    )
+    warmup: int = Field(
+        2, ge=0, le=MAX_COUNT, description="Untimed forward passes before the timed ones."
+    )
     threads: int | None = Field(
         None,
         ge=1,
+        le=MAX_THREADS,
         description="CPU threads of the latency measurement; `null` = the run's `threads` "
         "(`compare --jobs N` sets it so that the baseline is timed like the runs).",
     )

@@ -79,6 +79,8 @@ def compare(
         raise PrunekitError("--criteria is empty: name at least one criterion, e.g. taylor,l1")
     if seeds < 1 or jobs < 1:
         raise PrunekitError(f"--seeds and --jobs must be >= 1, got {seeds} and {jobs}")
+    # the seeds run are seed .. seed + seeds - 1: the last must be a valid seed too
+    validate(merge(config, {"seed": config["seed"] + seeds - 1}), f"--seeds {seeds}")
     for name in criteria:  # fail before writing anything
         pk.make_criterion(name, options=config["prune"]["criterion_options"])
     given = recipes is not None
@@ -89,44 +91,46 @@ def compare(
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = out or Path("runs") / f"{config['task']}-compare-{stamp}"
     folder = CompareDir(out)
-    folder.ensure_new()
-    echo = _echo(quiet)
-    pairs = [(c, r) for c in criteria for r in recipes]
-    what = ", ".join(criteria) + (f" x recovery {', '.join(recipes)}" if given else "")
-    echo(f"prunekit compare {config['task']}: {what} x {seeds} seed(s) -> {out}")
-    per_job = max(1, (os.cpu_count() or 1) // jobs)
-    if jobs > 1 and not config["threads"] and not config["latency"]["threads"]:
-        # the baseline trains on every thread but is timed with the runs' share, so that the
-        # latency column compares like with like
-        config = merge(config, {"latency": {"threads": per_job}})
-    if not config["baseline"]["checkpoint"]:
-        run.make_baseline(config, folder.baseline, quiet=quiet, echo=echo)
-        config = merge(config, {"baseline": {"checkpoint": str(folder.baseline.resolve())}})
-    folder.write_config(config)
-    if jobs > 1 and not config["threads"]:
-        config = merge(config, {"threads": per_job})
-    seed_list = [config["seed"] + i for i in range(seeds)]
-    names = [f"{c}-{r}" if given else c for c, r in pairs]
-    work = [(config, c, r, name, seed_list, out, quiet) for (c, r), name in zip(pairs, names)]
-    if jobs > 1:
-        # spawn, not fork: forking a process that already runs torch threads can deadlock
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-            histories = list(pool.map(_run_pair, *zip(*work)))
-    else:
-        histories = [_run_pair(*args) for args in work]
-    task = TASKS.get(config["task"])
-    labels = [f"{c} / {r}" if given else c for c, r in pairs]
-    summary = summarize(dict(zip(labels, histories)), task.primary_metric, task.higher_is_better)
-    table = compare_table(summary, task.primary_metric)
-    title = f"{config['task']}: {config['prune']['schedule']} schedule, {seeds} seed(s)"
-    for fmt, name in OUTPUTS.items():
-        text = table.render(fmt)
-        if fmt == "github":
-            text = f"# {title}\n\n{text}\n![{task.primary_metric}](compare.png)\n"
-        atomic.write_text(folder.summary(name), text)
-    compare_plot(summary, task.primary_metric, folder.plot, title)
-    return Comparison(out, summary, table)
+    with folder.writing():  # one process writes a comparison at a time
+        echo = _echo(quiet)
+        pairs = [(c, r) for c in criteria for r in recipes]
+        what = ", ".join(criteria) + (f" x recovery {', '.join(recipes)}" if given else "")
+        echo(f"prunekit compare {config['task']}: {what} x {seeds} seed(s) -> {out}")
+        per_job = max(1, (os.cpu_count() or 1) // jobs)
+        if jobs > 1 and not config["threads"] and not config["latency"]["threads"]:
+            # the baseline trains on every thread but is timed with the runs' share, so that the
+            # latency column compares like with like
+            config = merge(config, {"latency": {"threads": per_job}})
+        if not config["baseline"]["checkpoint"]:
+            run.make_baseline(config, folder.baseline, quiet=quiet, echo=echo)
+            config = merge(config, {"baseline": {"checkpoint": str(folder.baseline.resolve())}})
+        folder.write_config(config)
+        if jobs > 1 and not config["threads"]:
+            config = merge(config, {"threads": per_job})
+        seed_list = [config["seed"] + i for i in range(seeds)]
+        names = [f"{c}-{r}" if given else c for c, r in pairs]
+        work = [(config, c, r, name, seed_list, out, quiet) for (c, r), name in zip(pairs, names)]
+        if jobs > 1:
+            # spawn, not fork: forking a process that already runs torch threads can deadlock
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+                histories = list(pool.map(_run_pair, *zip(*work)))
+        else:
+            histories = [_run_pair(*args) for args in work]
+        task = TASKS.get(config["task"])
+        labels = [f"{c} / {r}" if given else c for c, r in pairs]
+        summary = summarize(
+            dict(zip(labels, histories)), task.primary_metric, task.higher_is_better
+        )
+        table = compare_table(summary, task.primary_metric)
+        title = f"{config['task']}: {config['prune']['schedule']} schedule, {seeds} seed(s)"
+        for fmt, name in OUTPUTS.items():
+            text = table.render(fmt)
+            if fmt == "github":
+                text = f"# {title}\n\n{text}\n![{task.primary_metric}](compare.png)\n"
+            atomic.write_text(folder.summary(name), text)
+        compare_plot(summary, task.primary_metric, folder.plot, title)
+        return Comparison(out, summary, table)
 
 
 def _run_pair(

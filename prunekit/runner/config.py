@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import Field, create_model
 
 from prunekit import yamlfile
-from prunekit.device import DeviceName
+from prunekit.device import MAX_THREADS, DeviceName
 from prunekit.errors import PrunekitError
 from prunekit.latency import LatencySettings
 from prunekit.pruner import PruneSettings
@@ -75,8 +75,10 @@ class PruneConfig(PruneSettings):
     score_batches: int | None = Field(
         None,
         ge=1,
-        description="Batches of `Task.score_batches()` scored before each step by a gradient "
-        "criterion; `null` = one whole epoch.",
+        le=2**31 - 1,
+        description="Batches scored before each step: of `Task.score_batches()` (loss and "
+        "gradients) for a gradient criterion, of `Task.recovery_batches()` (forward passes "
+        "only) for an activation criterion such as `obs`; `null` = one whole epoch.",
     )
 
 
@@ -136,6 +138,7 @@ class RunConfig(Settings):
     threads: int | None = Field(
         None,
         ge=1,
+        le=MAX_THREADS,
         description="torch CPU threads for the run and the latency measurement; `null` keeps "
         "torch's default.",
     )
@@ -270,7 +273,11 @@ def validate(config: dict[str, Any], source: str) -> dict[str, Any]:
     """Check a resolved configuration (e.g. a run dir's ``config.yaml``); fill in missing keys."""
     if not isinstance(config, dict):
         raise PrunekitError(f"{source} must hold a mapping, not {type(config).__name__}")
-    task_cls = TASKS.get(str(config.get("task")))
+    if not isinstance(config.get("task"), str):
+        raise PrunekitError(
+            f"{source} names no task: add a line `task: NAME` (see `prunekit list tasks`)"
+        )
+    task_cls = TASKS.get(config["task"])
     check(schema(task_cls), config, source)
     return _checked(merge(defaults(task_cls), config, task_cls), task_cls, source)
 

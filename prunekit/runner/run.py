@@ -9,11 +9,13 @@ uninterrupted run would.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import inspect
 import itertools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ from prunekit.device import resolve_device
 from prunekit.errors import PrunekitError
 from prunekit.latency import measure_latency
 from prunekit.recovery import RecoveryContext, make_recovery, recover
-from prunekit.registry import TASKS
+from prunekit.registry import RECOVERIES, TASKS
 from prunekit.runner.checkpoint import restore_run, save_run
 from prunekit.runner.config import with_data_root
 from prunekit.runner.distributed import World, joined
@@ -54,13 +56,12 @@ def start(
     with torch_settings(config["threads"]), joined(resolve_device(config["device"])) as world:
         out = world.share(out or default_root(config["task"], config["prune"]["criterion"]))
         run_dir = RunDir(out)
-        if world.is_main:
-            run_dir.ensure_new()
-        session = _Session(config, quiet, echo, world)  # may raise: no files yet
-        if world.is_main:
-            run_dir.write_config(config)
-        session.banner(run_dir)
-        return session.run(run_dir)
+        with _writing(run_dir, world, new=True):
+            session = _Session(config, quiet, echo, world)  # may raise: no files yet
+            if world.is_main:
+                run_dir.write_config(config)
+            session.banner(run_dir)
+            return session.run(run_dir)
 
 
 def resume(
@@ -72,10 +73,21 @@ def resume(
     config = run_dir.read_config()
     if data is not None:
         config = with_data_root(config, data)
-    with torch_settings(config["threads"]), joined(resolve_device(config["device"])) as world:
+    with (
+        torch_settings(config["threads"]),
+        joined(resolve_device(config["device"])) as world,
+        _writing(run_dir, world),
+    ):
         session = _Session(config, quiet, echo, world, run_dir.latest_checkpoint(), run_dir)
         session.banner(run_dir)
         return session.run(run_dir)
+
+
+def _writing(
+    run_dir: RunDir, world: World, new: bool = False
+) -> contextlib.AbstractContextManager[None]:
+    """The run directory's lock for rank 0, which alone writes; nothing for the other ranks."""
+    return run_dir.writing(new) if world.is_main else contextlib.nullcontext()
 
 
 def make_baseline(
@@ -176,13 +188,14 @@ class _Session:
         if saved:
             state = restore_run(Path(saved), self.model, self.task, rng=False)
             self.model.to(self.device)
+            self._check_trained(f"the baseline checkpoint {saved} is broken", "use another one")
             how = f"loaded {saved}"
             measured = state["meta"].get("history") or [{}]
             if measured[0].get("step") == 0 and _same_evaluation(state["meta"], self.config):
                 return {**measured[0], "baseline": how}  # measured already, on the same data
         else:
             how = self.task.prepare_baseline(self.model)
-            self._check_trained("the baseline", "baseline.lr")
+            self._check_trained("the baseline training diverged", self._change("baseline.lr"))
         return {**self._record(0, None, started), "baseline": how}
 
     def _step(self) -> dict[str, Any]:
@@ -202,6 +215,8 @@ class _Session:
         return {**self._record(n, report, started), "recovery": recovery}
 
     def _score(self, n: int) -> None:
+        if self.pruner.needs_inputs:
+            self._observe(n)
         if not self.pruner.needs_grad:
             return
         batches = self.task.score_batches()
@@ -212,7 +227,7 @@ class _Session:
         scored = 0
         for batch in self.task.progress(batches, f"score {n}"):
             loss = self.task.loss(self.model, batch)
-            self._check_finite(float(loss.detach()), f"step {n}: the scoring loss", None)
+            self._check_finite(float(loss.detach()), n)
             loss.backward()
             self.pruner.accumulate()
             scored += 1
@@ -220,6 +235,23 @@ class _Session:
             raise PrunekitError(
                 f"step {n}: {self.prune['criterion']} needs gradients but the task yielded no "
                 "score batches (is the training set smaller than one batch?)"
+            )
+
+    def _observe(self, n: int) -> None:
+        """Forward passes over the (label-free) recovery batches for an activation criterion."""
+        batches: Iterable[Any] = self.task.recovery_batches()
+        if self.prune["score_batches"] is not None:
+            batches = itertools.islice(batches, self.prune["score_batches"])
+        self.model.eval()
+        seen = 0
+        with torch.no_grad(), self.pruner.observing():
+            for batch in self.task.progress(batches, f"score {n}"):
+                self.model(self.task.model_inputs(batch))
+                seen += 1
+        if not seen:
+            raise PrunekitError(
+                f"step {n}: {self.prune['criterion']} needs forward passes but the task yielded "
+                "no recovery batches"
             )
 
     def _recovery_context(self) -> RecoveryContext | None:
@@ -261,9 +293,11 @@ class _Session:
                 context=context,  # keeps the parent's outputs cached across steps
             )
         except PrunekitError as exc:
-            last = self.run_dir.latest_checkpoint() if self.run_dir else None
+            assert self.run_dir is not None
             raise PrunekitError(
-                f"step {n}: {exc}; the last good checkpoint is {last}, resume from it"
+                f"step {n}: {exc}; the last good checkpoint is {self.run_dir.latest_checkpoint()}: "
+                f"a resumed run reads its settings from {self.run_dir.config}, so make the "
+                "change there, then resume"
             ) from None
         return {
             "methods": [
@@ -316,20 +350,49 @@ class _Session:
         drop = self.history[0]["metrics"][primary] - record["metrics"][primary]
         return (drop if self.task.higher_is_better else -drop) <= max_drop
 
-    def _check_trained(self, what: str, setting: str) -> None:
-        bad = [n for n, p in self.model.named_parameters() if not torch.isfinite(p).all()]
-        if bad:
-            raise PrunekitError(
-                f"{what} diverged: parameter {bad[0]!r} is not finite; lower {setting}"
-            )
+    def _check_trained(self, what: str, fix: str) -> None:
+        """Refuse a baseline holding NaN/inf weights or statistics (BatchNorm's running
+        variance overflows first): every later phase would diverge and take the blame."""
+        tensors = itertools.chain(self.model.named_parameters(), self.model.named_buffers())
+        for name, tensor in tensors:
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                raise PrunekitError(f"{what}: {name!r} is not finite; {fix}")
 
-    def _check_finite(self, loss: float, what: str, setting: str | None) -> None:
-        if not math.isfinite(loss):
-            last = self.run_dir.latest_checkpoint() if self.run_dir else None
-            hint = f" (try a lower {setting})" if setting else ""
-            raise PrunekitError(
-                f"{what} is {loss}: the run stopped; the last good checkpoint is {last}{hint}"
+    def _check_finite(self, loss: float, n: int) -> None:
+        """Stop at a non-finite scoring loss of step ``n``, naming the phase that made the
+        model it scores and what to change if that phase diverged."""
+        if math.isfinite(loss):
+            return
+        assert self.run_dir is not None
+        last = self.run_dir.latest_checkpoint()
+        methods = self.config["recovery"]["methods"]
+        saved = self.config["baseline"]["checkpoint"]
+        if n > 1 and methods:  # pruning alone never makes weights diverge
+            origin = f"step {n - 1}'s recovery ({'+'.join(methods)})"
+            trained = [
+                m for m in methods if "lr" in inspect.signature(RECOVERIES.get(m)).parameters
+            ]
+            change = (
+                "lower " + " or ".join(f"recovery.options.{m}.lr" for m in trained)
+                if trained
+                else "drop a method from recovery.methods"
             )
+            fix = f"delete it, {change} in {self.run_dir.config} and resume"
+        elif saved:
+            origin, fix = f"the baseline checkpoint {saved}", "start a new run from another one"
+        else:
+            origin, fix = "the baseline training", "start a new run with a lower baseline.lr"
+        raise PrunekitError(
+            f"step {n}: the scoring loss is {loss}: the run stopped; the last good checkpoint "
+            f"is {last}, unless the model it holds diverged in {origin}: then {fix}"
+        )
+
+    def _change(self, setting: str) -> str:
+        """How to lower ``setting``: a resumed run reads its settings from its config.yaml."""
+        if self.run_dir is None:  # a comparison's shared baseline
+            return f"lower {setting}"
+        root = self.run_dir.root
+        return f"lower {setting} in {self.run_dir.config}, then `prunekit run --resume {root}`"
 
     # ------------------------------------------------------------------ output
     def save(self, path: Path, history: list[dict[str, Any]]) -> None:

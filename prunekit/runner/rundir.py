@@ -1,19 +1,35 @@
-"""The layout of a run directory and of a comparison directory, in one place."""
+"""The layout of a run directory and of a comparison directory, in one place.
+
+One process writes a directory at a time: a writer holds an exclusive ``flock`` on its
+``.lock`` file (which records the writer's PID) while it works, and the system releases the lock
+of a process that dies. Every read is checked: a damaged ``config.yaml`` or ``log.jsonl`` is a
+one-line error naming the file and the line.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import re
+import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from prunekit import atomic
+from prunekit import atomic, yamlfile
 from prunekit.errors import PrunekitError
 from prunekit.runner.config import validate
+
+#: the lock file of a run or comparison directory (present only while a process writes it)
+LOCK = ".lock"
+#: the keys every record of ``log.jsonl`` has (``prunekit report`` shows them)
+RECORD_KEYS = ("step", "params", "macs", "latency_ms", "metrics", "planned", "achieved")
 
 
 @dataclass(frozen=True)
@@ -63,6 +79,11 @@ class RunDir:
         """Refuse to start a run over an existing one (an empty folder is fine)."""
         _ensure_new(self.root, f"or continue that run with `prunekit run --resume {self.root}`")
 
+    def writing(self, new: bool = False) -> contextlib.AbstractContextManager[None]:
+        """Hold the run's lock while the block writes it (see :func:`_writing`); ``new``
+        refuses a run already there, checked again once the lock is held."""
+        return _writing(self.root, self.ensure_new if new else None)
+
     def write_config(self, config: dict[str, Any]) -> None:
         atomic.write_text(self.config, yaml.safe_dump(config, sort_keys=False))
 
@@ -71,30 +92,48 @@ class RunDir:
         if not self.config.is_file():
             raise PrunekitError(f"{self.root} is not a run directory: it has no config.yaml")
         try:
-            data = yaml.safe_load(self.config.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            data = yamlfile.load_mapping(self.config)
+        except PrunekitError as exc:
             raise PrunekitError(
-                f"{self.config} is damaged ({str(exc).splitlines()[0]}): restore it or start "
-                "a new run"
+                f"{exc}; restore the run's config.yaml or start a new run"
             ) from None
-        return validate(data or {}, str(self.config))
+        return validate(data, str(self.config))
 
-    def read_log(self) -> list[dict[str, Any]]:
-        """One record per completed step, step 0 being the baseline."""
+    def read_log(self, note: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+        """One record per completed step, step 0 being the baseline.
+
+        A last line without its newline that does not parse was cut short by a crash while it
+        was written: it is dropped and ``note`` (default: standard error) says so, since the
+        checkpoints hold every record. Any other damaged line is an error naming it.
+        """
         if not self.log.is_file():
             raise PrunekitError(f"{self.root} is not a run directory: it has no log.jsonl")
+        lines = self.log.read_bytes().split(b"\n")  # the last one is b"" after a final newline
         records = []
-        for number, line in enumerate(self.log.read_text().splitlines(), start=1):
-            if not line:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
                 continue
             try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise PrunekitError(
-                    f"{self.log}, line {number}, is damaged: resume the run "
-                    f"(`prunekit run --resume {self.root}`) to rewrite it from its checkpoint"
-                ) from None
+                record = json.loads(line)
+            except ValueError:  # not JSON, or not UTF-8
+                if number < len(lines):
+                    raise self._damaged(number, "is not a JSON record") from None
+                (note or _to_stderr)(
+                    f"note: {self.log}, line {number}, was cut short (the run stopped while "
+                    "writing it): left out; resuming the run rewrites the log from its checkpoints"
+                )
+                break
+            missing = [k for k in RECORD_KEYS if not isinstance(record, dict) or k not in record]
+            if missing:
+                raise self._damaged(number, f"is not a step record (no {missing[0]!r})")
+            records.append(record)
         return records
+
+    def _damaged(self, number: int, what: str) -> PrunekitError:
+        return PrunekitError(
+            f"{self.log}, line {number}, {what}: the file is damaged; resume the run "
+            f"(`prunekit run --resume {self.root}`) to rewrite it from its checkpoints"
+        )
 
     def write_log(self, records: list[dict[str, Any]]) -> None:
         atomic.write_text(self.log, "".join(json.dumps(r) + "\n" for r in records))
@@ -132,6 +171,11 @@ class CompareDir:
     def ensure_new(self) -> None:
         _ensure_new(self.root, "or delete it")
 
+    def writing(self) -> contextlib.AbstractContextManager[None]:
+        """Hold the comparison's lock while the block writes it (see :func:`_writing`); a
+        comparison is always new (it has no resume of its own)."""
+        return _writing(self.root, self.ensure_new)
+
     def write_config(self, config: dict[str, Any]) -> None:
         atomic.write_text(self.config, yaml.safe_dump(config, sort_keys=False))
 
@@ -139,8 +183,65 @@ class CompareDir:
 def _ensure_new(root: Path, alternative: str) -> None:
     if root.exists() and not root.is_dir():
         raise PrunekitError(f"{root} is a file, not a folder: choose another --out")
-    if root.exists() and any(root.iterdir()):
+    if root.exists() and any(p.name != LOCK for p in root.iterdir()):
         raise PrunekitError(f"{root} already exists: choose another --out, {alternative}")
+
+
+@contextlib.contextmanager
+def _writing(root: Path, ensure_new: Callable[[], None] | None) -> Iterator[None]:
+    """Hold the exclusive lock of ``root`` while the block runs; a second writer gets an error
+    naming the PID of the first. ``ensure_new`` runs before and again under the lock, so two
+    processes cannot both start afresh in one folder. Afterwards the lock file goes, and so do
+    the folders the lock made if nothing else was written there."""
+    if ensure_new is not None:
+        ensure_new()  # a run already there: fail before making anything
+    made = [p for p in (root, *root.parents) if not p.exists()]  # innermost first
+    fd = _lock(root)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        if ensure_new is not None:
+            ensure_new()
+        yield
+    finally:
+        (root / LOCK).unlink(missing_ok=True)  # unlinked while locked: the next writer makes anew
+        os.close(fd)
+        with contextlib.suppress(OSError):  # not empty: a failed run to resume, or a writer
+            for folder in made:
+                folder.rmdir()
+
+
+def _lock(root: Path) -> int:
+    """A descriptor of ``root/.lock`` holding its exclusive lock."""
+    path = root / LOCK
+    while True:
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:  # a writer that made the folder removed it meanwhile
+            continue
+        except (FileExistsError, NotADirectoryError):
+            raise PrunekitError(f"{root} is a file, not a folder: choose another --out") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise PrunekitError(
+                f"{root} is in use by another prunekit process (PID {pid}): one process writes "
+                "a run directory at a time; wait for that one to end or stop it"
+            ) from None
+        try:
+            current = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            current = False
+        if current:
+            return fd
+        os.close(fd)  # its writer removed this file just before it was locked: lock the new one
+
+
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 def default_root(task: str, name: str) -> Path:

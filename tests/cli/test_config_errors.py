@@ -26,6 +26,19 @@ BAD_YAML = "prune:\n  steps: 3\n bad: [\n"
         (["--schedule", "cosine"], ["unknown schedule 'cosine'", "linear"]),
         (["--set", "prune.criterion_options.x=1"], ["no option 'x'"]),
         (["--set", "prune.min_channels=64"], ["out of reach"]),  # found by the pruner
+        # integers out of range are refused up front, before torch or itertools overflow
+        (["--seed", str(10**20 - 1)], ["'seed'", "[0, 4294967295], got 99999999999999999999"]),
+        (["--seed", str(2**64 - 1)], ["'seed'", "[0, 4294967295], got 18446744073709551615"]),
+        (["--seed", "-1"], ["'seed'", "must be an integer in [0, 4294967295], got -1"]),
+        (["--threads", str(10**20)], ["'threads'", f"in [1, 1024], got {10**20}"]),
+        (["--threads", "0"], ["'threads'", "null or an integer in [1, 1024], got 0"]),
+        (["--set", f"latency.repeats={10**20}"], ["'latency.repeats'", "[1, 100000]"]),
+        (["--set", f"latency.batch_size={10**20}"], ["'latency.batch_size'", "[1, 100000]"]),
+        (["--set", f"latency.threads={10**20}"], ["'latency.threads'", "[1, 1024]"]),
+        (
+            ["--set", f"prune.score_batches={2**63}"],
+            ["'prune.score_batches'", "in [1, 2147483647], got 9223372036854775808"],
+        ),
     ],
 )
 def test_config_error(args, expected, cli, tmp_path, monkeypatch):
@@ -54,6 +67,14 @@ def test_compare_validates_before_writing(cli, tmp_path, monkeypatch):
     assert code == 2 and "unknown criterion 'nope'" in stderr
     code, _, stderr = cli("compare", "toy", "--criteria", "l1", "--set", "prune.steps=-1")
     assert code == 2 and "'prune.steps'" in stderr
+    # the seeds run are seed .. seed + seeds - 1: the last is checked before the baseline trains
+    code, _, stderr = cli(
+        "compare", "toy", "--criteria", "l1", "--seed", "4294967295", "--seeds", "2"
+    )
+    assert code == 2 and stderr == (
+        "prunekit: error: config key 'seed' in --seeds 2 must be an integer in [0, 4294967295], "
+        "got 4294967296\n"
+    )
     assert list(tmp_path.iterdir()) == []
 
 

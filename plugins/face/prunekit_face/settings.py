@@ -48,7 +48,7 @@ class DataSettings(Settings):
     root: str | None = Field(
         None, description="The data folder (`--data DIR`, default `$PRUNEKIT_DATA`)."
     )
-    size: int = Field(113, ge=16, description="Input height and width in pixels.")
+    size: int = Field(113, ge=16, le=1024, description="Input height and width in pixels.")
     eval_folds: list[Annotated[int, Field(ge=0, le=9)]] = Field(
         default_factory=lambda: [0, 1, 2, 3, 4],
         description="LFW folds evaluated (threshold chosen on the other evaluated folds); "
@@ -59,7 +59,12 @@ class DataSettings(Settings):
         10, ge=2, description="folders: identities held out for evaluation."
     )
     eval_pairs: int = Field(600, ge=2, description="folders / synthetic: evaluation pairs.")
-    synthetic_identities: int = Field(200, ge=2, description="synthetic: identities.")
+    synthetic_identities: int = Field(
+        200,
+        ge=3,
+        description="synthetic: identities (the last fifth, at least 2, is evaluated; the rest "
+        "trained on).",
+    )
     synthetic_images: int = Field(12, ge=2, description="synthetic: images per identity.")
     on_bad_image: Literal["fail", "skip"] = Field(
         "fail", description="An unreadable training image stops the run or is skipped."

@@ -12,9 +12,12 @@
 * ``synthetic`` — procedural identities generated from the seed (the offline default): the last
   fifth of the identities is evaluated, the rest trained and recovered on.
 * ``auto`` — ``lfw`` if ``data.root`` (or ``$PRUNEKIT_DATA``) holds ``lfw/pairs.txt`` or
-  ``pairs.txt``, ``folders`` if it is any other folder, else ``synthetic``.
+  ``pairs.txt`` (an ``lfw/`` folder without ``pairs.txt`` is an error), ``folders`` if it is any
+  other folder, else ``synthetic``.
 
 Real images are decoded once and cached on disk (:func:`~prunekit_face.data.load_images`).
+Data the task cannot use (no training image left, pairs the k-fold protocol cannot score) is
+refused with the setting to change before anything trains.
 """
 
 from __future__ import annotations
@@ -32,7 +35,11 @@ import torch
 from prunekit.errors import PrunekitError
 from prunekit_face.data import (
     LFW,
+    LFW_SOURCES,
+    BadImageError,
+    CachedImages,
     IdentityFolders,
+    ImageTooSmall,
     Pairs,
     Preprocess,
     SyntheticFaces,
@@ -41,7 +48,7 @@ from prunekit_face.data import (
 )
 from prunekit_face.pretrained import LFW_CROP_BOX, MEAN_RGB
 
-__all__ = ["SOURCES", "FaceData", "load_face_data", "resolve_source"]
+__all__ = ["SOURCES", "FaceData", "check_kfold", "load_face_data", "resolve_source"]
 
 SOURCES = ("auto", "lfw", "folders", "synthetic")
 
@@ -82,24 +89,30 @@ def resolve_source(cfg: dict[str, Any]) -> tuple[str, Path | None]:
     """``(source, root)`` of a ``data`` config, without reading any image: ``auto`` resolved,
     ``root`` from ``data.root`` or ``$PRUNEKIT_DATA`` (absolute; None when neither is set).
 
-    Raises a :class:`PrunekitError` for an unknown source, a root that is not a folder, or a
-    real source without a root.
+    Raises a :class:`PrunekitError` for an unknown source, a root that is not a folder, a
+    real source without a root, or LFW without its ``pairs.txt``.
     """
     cfg = _data_section(cfg)
     source = cfg["source"]
     if source not in SOURCES:
         raise PrunekitError(f"data.source={source!r} is unknown: choose one of {SOURCES}")
     root = _root(cfg)
-    if source != "auto":
-        if source != "synthetic" and root is None:
-            raise PrunekitError(
-                f"data.source={source} needs a data folder: pass --data DIR or set PRUNEKIT_DATA"
-            )
-        return source, root
-    if root is None:
-        return "synthetic", None
-    lfw = (root / "lfw" / "pairs.txt").is_file() or (root / "pairs.txt").is_file()
-    return ("lfw" if lfw else "folders"), root
+    if source == "auto":
+        if root is None:
+            return "synthetic", None
+        lfw = _lfw_root(root) is not None or (root / "lfw").is_dir()
+        source = "lfw" if lfw else "folders"
+    elif source != "synthetic" and root is None:
+        raise PrunekitError(
+            f"data.source={source} needs a data folder: pass --data DIR or set PRUNEKIT_DATA"
+        )
+    if source == "lfw" and _lfw_root(root) is None:
+        folder = root / "lfw" if (root / "lfw").is_dir() else root
+        raise PrunekitError(
+            f"{folder} has no pairs.txt, the LFW evaluation pairs: put the official View 2 "
+            f"pairs.txt ({LFW_SOURCES['pairs.txt'].url}) in {folder}"
+        )
+    return source, root
 
 
 def load_face_data(cfg: dict[str, Any], seed: int, progress: bool) -> FaceData:
@@ -145,16 +158,23 @@ def _synthetic(cfg: dict[str, Any], seed: int, prep: Preprocess) -> FaceData:
 
 
 def _lfw(cfg: dict[str, Any], root: Path, prep: Preprocess, progress: bool) -> FaceData:
-    lfw_root = root / "lfw" if (root / "lfw" / "pairs.txt").is_file() else root
+    lfw_root = _lfw_root(root)
+    assert lfw_root is not None  # resolve_source checked it
     lfw = LFW(lfw_root, eval_folds=cfg["eval_folds"], min_images=int(cfg["min_images"]))
+    if not lfw.train_paths:
+        raise PrunekitError(
+            f"no person in {lfw_root} outside the evaluated folds "
+            f"{sorted(set(cfg['eval_folds']))} has data.min_images={cfg['min_images']} or more "
+            "images, so there is nobody to train on: lower data.min_images or evaluate fewer "
+            "folds (data.eval_folds)"
+        )
     # One decode serves both: the recovery images start with the training images.
     paths = lfw.recovery_paths
     n_train = len(lfw.train_paths)
     assert paths[:n_train] == lfw.train_paths
-    recovery = load_images(paths, prep, on_bad_image=cfg["on_bad_image"], progress=progress)
+    recovery = _decoded(paths, prep, cfg, "lfw", progress)
     kept = int(np.searchsorted(recovery.indices, n_train))  # training images that decoded
-    evaluation = load_images(lfw.pair_paths(), prep, on_bad_image="fail", progress=progress)
-    _warn_skipped(recovery.skipped)
+    evaluation = _decoded(lfw.pair_paths(), prep, cfg, "lfw", progress, evaluation=True)
     return _face_data(
         recovery.images[:kept],
         lfw.train_labels[recovery.indices[:kept]],
@@ -174,10 +194,9 @@ def _folders(
 ) -> FaceData:
     every = IdentityFolders.scan(root)
     train_ids, eval_ids = every.split(int(cfg["eval_identities"]), seed)
-    train = load_images(train_ids.paths, prep, on_bad_image=cfg["on_bad_image"], progress=progress)
-    evaluation = load_images(eval_ids.paths, prep, on_bad_image="fail", progress=progress)
+    train = _decoded(train_ids.paths, prep, cfg, "folders", progress)
+    evaluation = _decoded(eval_ids.paths, prep, cfg, "folders", progress, evaluation=True)
     pairs = _balanced(eval_ids.labels, int(cfg["eval_pairs"]), seed)
-    _warn_skipped(train.skipped)
     keys = [path.relative_to(root).as_posix() for path in eval_ids.paths]
     return _face_data(
         train.images,
@@ -193,7 +212,65 @@ def _folders(
     )
 
 
+def check_kfold(data: FaceData, cfg: dict[str, Any]) -> FaceData:
+    """``data`` if the k-fold protocol can score its pairs, else a one-line error naming the
+    setting to change: each fold's threshold is chosen on the other folds, so there must be two
+    folds or more and the others must hold genuine and impostor pairs alike."""
+    cfg = _data_section(cfg)
+    folds, same = data.pairs.fold, data.pairs.same
+    rest = [same[folds != f] for f in np.unique(folds)]
+    if len(rest) >= 2 and all(r.any() and not r.all() for r in rest):
+        return data
+    if data.source == "lfw":
+        evaluated = sorted(set(cfg["eval_folds"]))
+        raise PrunekitError(
+            f"data.eval_folds={evaluated} evaluates {len(evaluated)} fold(s), but the k-fold "
+            "protocol chooses each fold's threshold on the other evaluated folds: evaluate 2 or "
+            "more (e.g. --set data.eval_folds=[0,1])"
+        )
+    raise PrunekitError(
+        f"data.eval_pairs={cfg['eval_pairs']} is too few: the k-fold protocol spreads the pairs "
+        "over 10 folds and chooses each fold's threshold on the others, which then need genuine "
+        "and impostor pairs; raise data.eval_pairs (e.g. --set data.eval_pairs=200)"
+    )
+
+
 # ---------------------------------------------------------------------- helpers
+def _decoded(
+    paths: Any,
+    prep: Preprocess,
+    cfg: dict[str, Any],
+    source: str,
+    progress: bool,
+    evaluation: bool = False,
+) -> CachedImages:
+    """:func:`load_images` of training images under ``data.on_bad_image``, or of evaluation
+    images, which are never skipped (the pairs need them), with advice that works from the
+    command line."""
+    policy = "fail" if evaluation else cfg["on_bad_image"]
+    try:
+        return load_images(paths, prep, on_bad_image=policy, progress=progress)
+    except BadImageError as err:
+        hint = ""
+        if isinstance(err.reason, ImageTooSmall):  # only the lfw source crops
+            hint = (
+                f"; the lfw source cuts the face box {LFW_CROP_BOX} out of 250x250 LFW images: "
+                "for images of another size use --set data.source=folders"
+            )
+        if not evaluation:
+            raise PrunekitError(f"{err}{hint}") from None
+        fix = "restore it from lfw.tgz" if source == "lfw" else "delete or replace it"
+        raise PrunekitError(
+            f"bad evaluation image {err.path} ({err.reason}); evaluation images are never "
+            f"skipped (data.on_bad_image applies to training images), so {fix}{hint}"
+        ) from None
+
+
+def _lfw_root(root: Path) -> Path | None:
+    """The folder holding LFW's ``pairs.txt``: ``root/lfw`` or ``root`` (None: neither)."""
+    return next((f for f in (root / "lfw", root) if (f / "pairs.txt").is_file()), None)
+
+
 def _face_data(
     train_images: np.ndarray,
     train_labels: np.ndarray,
@@ -201,6 +278,15 @@ def _face_data(
     pairs: Pairs,
     **rest: Any,
 ) -> FaceData:
+    """The :class:`FaceData` of decoded arrays; refuses data left without a training image."""
+    skipped = rest.get("skipped", ())
+    if not len(train_images) and skipped:
+        raise PrunekitError(
+            f"no training image is left: all {len(skipped)} were unreadable and skipped "
+            f"(data.on_bad_image=skip), e.g. {skipped[0]}; replace them or point data.root at "
+            "a complete copy"
+        )
+    _warn_skipped(skipped)
     # labels must be 0..K-1 for the classifier head (skipped images may empty an identity)
     _, labels = np.unique(np.asarray(train_labels), return_inverse=True)
     labels = labels.astype(np.int64).reshape(-1)
@@ -264,5 +350,5 @@ def _warn_skipped(skipped: tuple[Path, ...]) -> None:
         warnings.warn(
             f"skipped {len(skipped)} unreadable training images (data.on_bad_image=skip), "
             f"e.g. {skipped[0]}",
-            stacklevel=3,
+            stacklevel=4,  # load_face_data's caller
         )

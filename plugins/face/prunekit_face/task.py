@@ -26,7 +26,7 @@ from prunekit_face.losses import make_head
 from prunekit_face.models import squeezefacenet, squeezefacenet_dwc
 from prunekit_face.pretrained import load_safetensors, load_squeezefaceposenet_dwc, released_model
 from prunekit_face.settings import SECTIONS
-from prunekit_face.sources import FaceData, load_face_data, resolve_source
+from prunekit_face.sources import FaceData, check_kfold, load_face_data, resolve_source
 
 ARCHS = {"squeezefacenet": squeezefacenet, "squeezefacenet_dwc": squeezefacenet_dwc}
 PRESETS = ("quick", "scratch", "taught", "paper")  # prunekit_face/presets/<name>.yaml
@@ -59,7 +59,7 @@ DEFAULTS: dict[str, Any] = {
         "methods": ["reconstruct", "distill"],
         "options": {
             "reconstruct": {"images": 256},
-            "distill": {"images": 1024, "flip": True},
+            "distill": {"images": 3072, "flip": True, "batch": 16, "lr": 1e-3},
         },
     },
 }
@@ -105,7 +105,8 @@ class FaceTask(pk.Task):
         """The decoded (once, cached on disk) or generated data, loaded on first use."""
         if self._data is None:
             seed = int(self.config.get("seed", 0))
-            self._data = load_face_data(self.data_cfg, seed, progress=self.show_progress)
+            data = load_face_data(self.data_cfg, seed, progress=self.show_progress)
+            self._data = check_kfold(data, self.data_cfg)  # before anything trains on it
         return self._data
 
     @property
@@ -116,6 +117,12 @@ class FaceTask(pk.Task):
     def _loader(self) -> BatchLoader:
         if self._train is None:
             data, cfg = self.data, self.data_cfg
+            if data.train_count < int(cfg["batch_size"]):  # the partial batch is dropped
+                raise PrunekitError(
+                    f"data.batch_size={cfg['batch_size']} is larger than the "
+                    f"{data.train_count} training images, so an epoch would have no batch: "
+                    f"lower it (e.g. --set data.batch_size={data.train_count})"
+                )
             self._train = BatchLoader(
                 data.train_images,
                 data.train_labels,

@@ -1,7 +1,7 @@
 """Face data: decode-once image caches, LFW and identity-folder datasets, synthetic identities,
 fast in-memory batch loading, and verified downloads."""
 
-from prunekit_face.data.cache import CachedImages, cache_dir, load_images
+from prunekit_face.data.cache import BadImageError, CachedImages, cache_dir, load_images
 from prunekit_face.data.download import LFW_SOURCES, Source, download, download_lfw, extract
 from prunekit_face.data.folders import (
     IMAGE_EXTENSIONS,
@@ -12,7 +12,7 @@ from prunekit_face.data.folders import (
 from prunekit_face.data.lfw import LFW, read_pairs
 from prunekit_face.data.loader import BatchLoader
 from prunekit_face.data.pairs import Pairs
-from prunekit_face.data.preprocess import SQUEEZEFACE_MEAN, Augment, Preprocess
+from prunekit_face.data.preprocess import SQUEEZEFACE_MEAN, Augment, ImageTooSmall, Preprocess
 from prunekit_face.data.synthetic import SyntheticFaces
 
 __all__ = [
@@ -21,9 +21,11 @@ __all__ = [
     "LFW_SOURCES",
     "SQUEEZEFACE_MEAN",
     "Augment",
+    "BadImageError",
     "BatchLoader",
     "CachedImages",
     "IdentityFolders",
+    "ImageTooSmall",
     "Pairs",
     "Preprocess",
     "Source",

@@ -52,6 +52,18 @@ class CachedImages:
     file: Path
 
 
+class BadImageError(PrunekitError):
+    """A missing or undecodable image under ``on_bad_image="fail"``; ``path`` and ``reason``
+    let a caller word its own advice (an image that may not be skipped, say)."""
+
+    def __init__(self, path: Path, reason: object) -> None:
+        super().__init__(
+            f"bad image {path} ({reason}); delete or replace it, or drop it with "
+            "on_bad_image='skip' (CLI: --set data.on_bad_image=skip)"
+        )
+        self.path, self.reason = path, reason
+
+
 def cache_dir() -> Path:
     """The user's cache folder: ``$PRUNEKIT_CACHE``, else ``~/.cache/prunekit``."""
     return Path(os.environ.get("PRUNEKIT_CACHE") or Path.home() / ".cache" / "prunekit")
@@ -167,7 +179,4 @@ def _decode(
 
 
 def _fail(path: Path, reason: object) -> NoReturn:
-    raise PrunekitError(
-        f"bad image {path} ({reason}); delete or replace it, or drop it with "
-        "on_bad_image='skip' (CLI: --set data.on_bad_image=skip)"
-    )
+    raise BadImageError(path, reason)

@@ -26,10 +26,11 @@ def image_key(name: str, index: int) -> str:
 
 
 def read_pairs(path: str | os.PathLike[str]) -> Pairs:
-    """Parse an LFW View 2 ``pairs.txt``; any malformed line is reported with its number."""
+    """Parse an LFW View 2 ``pairs.txt``; any malformed line is reported with its number. A
+    UTF-8 byte-order mark (what some Windows editors write) is ignored."""
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except OSError as err:
         raise PrunekitError(
             f"cannot read LFW pairs file {path} ({err.strerror}); pass the path of pairs.txt"

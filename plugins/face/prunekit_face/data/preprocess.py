@@ -35,6 +35,11 @@ def _check_channels(name: str, values: tuple[float, ...] | None, channels: int) 
         )
 
 
+class ImageTooSmall(PrunekitError, ValueError):
+    """An image that does not hold the crop box: a bad image under this preprocessing (a
+    ``ValueError``, so that ``on_bad_image`` applies to it as to an undecodable file)."""
+
+
 @dataclass(frozen=True)
 class Preprocess:
     """How an image file becomes a uint8 [H, W, C] array, and how a batch is normalised.
@@ -99,9 +104,9 @@ class Preprocess:
             if self.crop_box is not None:
                 right, bottom = self.crop_box[2:]
                 if right > image.width or bottom > image.height:
-                    raise PrunekitError(
+                    raise ImageTooSmall(
                         f"{path}: crop_box={self.crop_box} does not fit in its "
-                        f"{image.width}x{image.height} pixels; use a smaller crop_box or None"
+                        f"{image.width}x{image.height} pixels"
                     )
                 image = image.crop(self.crop_box)
             height, width = self.shape
