@@ -8,6 +8,7 @@ from prunekit import criteria, recovery, schedules  # noqa: F401  (registers the
 from prunekit.criteria.base import Criterion
 from prunekit.engine import ChannelGroup, Target, load, measure, read_checkpoint, save
 from prunekit.errors import PrunekitError
+from prunekit.folding import FuseReport, fuse
 from prunekit.pruner import Pruner, PruneSettings, StepReport, make_criterion, make_schedule
 from prunekit.recovery import Budget, Recovery, RecoveryContext, RecoveryReport, recover
 from prunekit.registry import (
@@ -28,6 +29,7 @@ __all__ = [
     "Budget",
     "ChannelGroup",
     "Criterion",
+    "FuseReport",
     "PruneSettings",
     "PrunekitError",
     "Pruner",
@@ -40,6 +42,7 @@ __all__ = [
     "Target",
     "Task",
     "available",
+    "fuse",
     "load",
     "make_criterion",
     "make_schedule",

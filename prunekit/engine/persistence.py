@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ FORMAT = "prunekit-checkpoint"
 VERSION = 2  # 2: records the unpruned shapes
 #: where a model keeps its tensor shapes from before pruning (see :func:`unpruned_shapes`)
 UNPRUNED = "_prunekit_unpruned"
+#: where a model folded by :func:`prunekit.folding` keeps its ``[producer, BatchNorm]`` name pairs
+FUSED = "_prunekit_fused"
 #: layer attributes that pruning changes and that must be restored on load
 ARCH_ATTRS = (
     "in_channels",
@@ -70,6 +73,27 @@ def remember_unpruned(model: nn.Module) -> None:
     model.__dict__.setdefault(UNPRUNED, unpruned_shapes(model))
 
 
+def fold_layout(model: nn.Module, pairs: Sequence[Sequence[str]]) -> None:
+    """Give each pair's producer a bias and put an ``nn.Identity`` in its BatchNorm's place.
+
+    That is the layout :func:`prunekit.folding` leaves (it sets the folded weights itself);
+    :func:`load` rebuilds it in a fresh model before loading a folded checkpoint. The pairs are
+    recorded on ``model``, so that :func:`save` writes them.
+    """
+    modules = dict(model.named_modules())
+    for producer_name, bn_name in pairs:
+        producer, bn = modules[producer_name], modules[bn_name]
+        if producer.bias is None:
+            weight = producer.weight
+            producer.bias = nn.Parameter(
+                weight.new_zeros(weight.shape[0]), requires_grad=weight.requires_grad
+            )
+        parents = [(m, key) for m in model.modules() for key, c in m.named_children() if c is bn]
+        for parent, key in parents:
+            setattr(parent, key, nn.Identity())
+    model.__dict__.setdefault(FUSED, []).extend([list(pair) for pair in pairs])
+
+
 def _check_plain(value: Any, where: str) -> None:
     if isinstance(value, dict):
         for k, v in value.items():
@@ -105,6 +129,7 @@ def save(
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "architecture": describe(model),
         "unpruned": unpruned_shapes(model),
+        "fused": [list(pair) for pair in model.__dict__.get(FUSED, [])],
         "pruner": pruner.state_dict() if pruner is not None else None,
         "meta": dict(meta or {}),
         "extra": dict(extra or {}),
@@ -138,12 +163,22 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise PrunekitError(f"{path} is not a prunekit checkpoint: save it with prunekit.save")
     data.setdefault("unpruned", {})  # version 1 files do not record it
+    data.setdefault("fused", [])  # nor do files written before prunekit.folding existed
     for key in ("model", "architecture", "meta", "extra", "unpruned"):
         if not isinstance(data.get(key), dict):
             raise PrunekitError(
                 f"checkpoint {path} is corrupt: its {key!r} is missing or not a mapping; use an "
                 "earlier checkpoint or re-create it"
             )
+    pairs = data["fused"]
+    if not isinstance(pairs, list) or not all(
+        isinstance(pair, list) and len(pair) == 2 and all(isinstance(n, str) for n in pair)
+        for pair in pairs
+    ):
+        raise PrunekitError(
+            f"checkpoint {path} is corrupt: its 'fused' is not a list of layer name pairs; use "
+            "an earlier checkpoint or re-create it"
+        )
     return data
 
 
@@ -152,12 +187,24 @@ def load(path: str | os.PathLike, model: nn.Module) -> nn.Module:
 
     ``model`` is a freshly built *unpruned* model of the same architecture; it is modified in
     place and returned. A model of other layers, or of other tensor shapes than the checkpoint's
-    model before pruning (another width, say), is refused before anything changes.
+    model before pruning (another width, say), is refused before anything changes. The
+    BatchNorms of a folded checkpoint (:func:`prunekit.folding`) are folded in ``model`` too.
     """
     data = read_checkpoint(path)
     arch = data["architecture"]
     modules = dict(model.named_modules())
-    ours = describe(model)
+    for producer, bn in data["fused"]:
+        if not (
+            isinstance(modules.get(bn), nn.modules.batchnorm._BatchNorm)
+            and isinstance(modules.get(producer), (nn.modules.conv._ConvNd, nn.Linear))
+        ):
+            raise PrunekitError(
+                f"checkpoint {path} does not fit {type(model).__name__}: it folded BatchNorm "
+                f"{bn!r} into {producer!r}, but here those are not a BatchNorm and a convolution "
+                "or linear layer; build the model the checkpoint was saved from"
+            )
+    folded = {bn for _, bn in data["fused"]}
+    ours = {name: desc for name, desc in describe(model).items() if name not in folded}
     missing = sorted(set(arch) - set(ours)) or sorted(set(ours) - set(arch))
     if missing:
         raise PrunekitError(
@@ -180,6 +227,7 @@ def load(path: str | os.PathLike, model: nn.Module) -> nn.Module:
                 "checkpoint was saved from (the same settings, e.g. width)"
             )
     remember_unpruned(model)
+    fold_layout(model, data["fused"])
     for name, desc in arch.items():
         for attr, value in desc["attrs"].items():
             setattr(modules[name], attr, tuple(value) if isinstance(value, list) else value)

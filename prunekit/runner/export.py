@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+import prunekit as pk
 from prunekit.errors import PrunekitError
 from prunekit.runner.checkpoint import open_checkpoint
 
@@ -14,11 +15,15 @@ TOLERANCE = 1e-4
 Runner = Callable[[torch.Tensor], torch.Tensor]
 
 
-def export(path: Path, fmt: str, out: Path | None = None, task: str | None = None) -> Path:
+def export(
+    path: Path, fmt: str, out: Path | None = None, task: str | None = None, fuse: bool = True
+) -> Path:
     """Export the model of checkpoint or run dir ``path``; check it matches PyTorch to 1e-4.
 
-    The exported model is run on random inputs shaped like the task's example inputs and
-    compared with the PyTorch model; a mismatch is an error.
+    With ``fuse`` (the default) the BatchNorms are folded into the layers before them first
+    (:func:`prunekit.fuse`): fewer layers to run where the model is deployed; ``fuse=False``
+    keeps them. The exported model is run on random inputs shaped like the task's example
+    inputs and compared with the checkpoint's PyTorch model, unfolded; a mismatch is an error.
     """
     if fmt not in EXPORTERS:
         raise PrunekitError(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
@@ -27,7 +32,8 @@ def export(path: Path, fmt: str, out: Path | None = None, task: str | None = Non
     example = opened.task.example_inputs()
     if not isinstance(example, torch.Tensor):
         raise PrunekitError("export supports tasks whose example inputs are a single tensor")
-    run = EXPORTERS[fmt](opened.model, example.cpu(), out)
+    model = pk.fuse(opened.model, example.cpu())[0] if fuse else opened.model
+    run = EXPORTERS[fmt](model, example.cpu(), out)
     inputs = torch.randn(example.shape, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         expected = opened.model(inputs)
