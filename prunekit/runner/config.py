@@ -142,6 +142,14 @@ class RunConfig(Settings):
         description="torch CPU threads for the run and the latency measurement; `null` keeps "
         "torch's default.",
     )
+    timeout_s: float = Field(
+        1800.0,
+        gt=0,
+        le=7 * 24 * 3600,
+        description="Data-parallel runs: seconds a process waits for the others at a "
+        "collective (rank 0 evaluating, saving) before the run stops with an error naming "
+        "the processes that stopped answering.",
+    )
     baseline: BaselineSettings = Field(default_factory=BaselineSettings)
     prune: PruneConfig = Field(default_factory=PruneConfig)
     recovery: RecoverySettings = Field(default_factory=RecoverySettings)

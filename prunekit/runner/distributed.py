@@ -14,6 +14,8 @@ from __future__ import annotations
 import itertools
 import os
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -29,8 +31,10 @@ from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 from torch.nn.parallel import DistributedDataParallel
 
-#: how long a rank waits for the others (rank 0 evaluating, saving) before giving up
-TIMEOUT = timedelta(minutes=30)
+from prunekit.errors import PrunekitError
+
+#: the most seconds between a rank's heartbeats in the process group's store
+BEAT = 1.0
 
 T = TypeVar("T")
 
@@ -99,12 +103,59 @@ class World:
             dist.barrier()
 
 
+class _Heartbeat:
+    """Each rank writes the time into the process group's key-value store every ``beat``
+    seconds, so that a rank whose collective timed out can name the ranks that stopped
+    answering (a frozen or stopped process stops beating) instead of waiting blindly."""
+
+    def __init__(self, world: World, beat: float) -> None:
+        self.world, self.beat = world, beat
+        # the default group's store (torchrun's rendezvous store): a private accessor, but the
+        # one place every rank already reaches
+        self.store = dist.distributed_c10d._get_default_store()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True)
+        self.thread.start()
+
+    def _beat(self) -> None:
+        while not self.done.is_set():
+            try:
+                self.store.set(f"prunekit/alive/{self.world.rank}", repr(time.time()))
+            except Exception:  # the store went away: the group is ending
+                return
+            self.done.wait(self.beat)
+
+    def silent(self) -> list[int]:
+        """The other ranks that missed their last three heartbeats."""
+        now, silent = time.time(), []
+        for rank in range(self.world.size):
+            if rank == self.world.rank:
+                continue
+            try:
+                last = float(self.store.get(f"prunekit/alive/{rank}"))
+            except Exception:
+                last = 0.0
+            if now - last > 3 * self.beat:
+                silent.append(rank)
+        return silent
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join()
+
+
+def _timed_out(error: BaseException) -> bool:
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and ("timed out" in text or "timeout" in text)
+
+
 @contextmanager
-def joined(device: torch.device) -> Iterator[World]:
+def joined(device: torch.device, timeout_s: float = 1800.0) -> Iterator[World]:
     """This process's :class:`World`, in the process group while the block runs.
 
     Under torchrun the group is created (NCCL on CUDA, else gloo) and destroyed after the
-    block, unless the caller already created one.
+    block, unless the caller already created one. A collective that waits more than
+    ``timeout_s`` for the others fails with an error naming the ranks that stopped answering.
     """
     world = World.from_env()
     if world.size == 1 or dist.is_initialized():
@@ -113,10 +164,26 @@ def joined(device: torch.device) -> Iterator[World]:
     cuda = device.type == "cuda"
     if cuda:
         torch.cuda.set_device(world.local_rank)
-    dist.init_process_group("nccl" if cuda else "gloo", timeout=TIMEOUT)
+    dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(seconds=timeout_s))
+    heartbeat = _Heartbeat(world, beat=min(BEAT, timeout_s / 10))
     try:
         yield world
+    except RuntimeError as error:
+        if not _timed_out(error):
+            raise
+        silent = heartbeat.silent()
+        who = (
+            f"rank(s) {', '.join(map(str, silent))} stopped answering (no heartbeat)"
+            if silent
+            else "every rank still answers, but one of them was busy for longer than that"
+        )
+        raise PrunekitError(
+            f"rank {world.rank} waited timeout_s={timeout_s:g} s for the other processes: {who}; "
+            "stop the run, then resume it (raise timeout_s if a rank needs longer, e.g. to "
+            "evaluate)"
+        ) from None
     finally:
+        heartbeat.stop()
         dist.destroy_process_group()
 
 

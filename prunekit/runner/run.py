@@ -53,7 +53,10 @@ def start(
     config: dict[str, Any], out: Path | None = None, *, quiet: bool = False, echo: Echo = print
 ) -> RunResult:
     """Run a validated ``config`` in the new directory ``out``."""
-    with torch_settings(config["threads"]), joined(resolve_device(config["device"])) as world:
+    with (
+        torch_settings(config["threads"]),
+        joined(resolve_device(config["device"]), config["timeout_s"]) as world,
+    ):
         out = world.share(out or default_root(config["task"], config["prune"]["criterion"]))
         run_dir = RunDir(out)
         with _writing(run_dir, world, new=True):
@@ -75,7 +78,7 @@ def resume(
         config = with_data_root(config, data)
     with (
         torch_settings(config["threads"]),
-        joined(resolve_device(config["device"])) as world,
+        joined(resolve_device(config["device"]), config["timeout_s"]) as world,
         _writing(run_dir, world),
     ):
         session = _Session(config, quiet, echo, world, run_dir.latest_checkpoint(), run_dir)

@@ -107,3 +107,46 @@ def test_nproc_must_agree_with_torchrun(cli, tmp_path, monkeypatch):
     assert code == 2
     assert err == "prunekit: error: --nproc 3 disagrees with torchrun's 2 processes: drop --nproc\n"
     assert not (tmp_path / "run").exists()
+
+
+FROZEN = """
+import os, signal, sys
+import torch
+from prunekit.errors import PrunekitError
+from prunekit.runner.distributed import joined
+
+try:
+    with joined(torch.device("cpu"), timeout_s=4) as world:
+        world.barrier()  # both ranks are in the group and beating
+        if world.rank == 1:
+            os.kill(os.getpid(), signal.SIGSTOP)  # frozen, as by a debugger or the OOM path
+        world.barrier()  # rank 0 waits here for a rank that never comes
+except PrunekitError as error:
+    print(error, file=sys.stderr)
+    sys.exit(2)
+"""
+
+
+def test_a_frozen_rank_is_named_after_the_timeout_not_waited_for(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": "2"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", FROZEN],
+            env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in (0, 1)
+    ]
+    try:
+        _, err = procs[0].communicate(timeout=120)
+    finally:
+        procs[1].kill()
+        procs[1].wait()
+    assert procs[0].returncode == 2, err
+    assert "waited timeout_s=4 s for the other processes: rank(s) 1 stopped answering" in err
