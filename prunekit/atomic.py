@@ -18,10 +18,8 @@ from typing import BinaryIO
 from prunekit.errors import PrunekitError
 
 
-@contextmanager
-def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
-    """A binary file handle whose contents replace ``path`` only when the block succeeds."""
-    path = Path(path)
+def _writable(path: Path) -> None:
+    """Create ``path``'s folder; a one-line error when ``path`` cannot be a file there."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
@@ -30,6 +28,13 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
         ) from None
     if path.is_dir():
         raise PrunekitError(f"cannot write {path}: it is a folder; choose another path")
+
+
+@contextmanager
+def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """A binary file handle whose contents replace ``path`` only when the block succeeds."""
+    path = Path(path)
+    _writable(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)  # reopened by name, so the handle's .name says which file it writes
     try:
@@ -41,6 +46,22 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def atomic_files(path: str | os.PathLike) -> Iterator[Path]:
+    """A path in a temporary folder beside ``path`` for a writer that makes several files
+    (an ONNX model and its ``.data``): when the block succeeds every file made there is moved
+    beside ``path``, each replacing its namesake; otherwise the folder is removed."""
+    path = Path(path)
+    _writable(path)
+    folder = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        yield folder / path.name
+        for made in folder.iterdir():
+            os.replace(made, path.parent / made.name)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:

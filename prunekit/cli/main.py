@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import prunekit as pk
+from prunekit import atomic
 from prunekit.errors import PrunekitError
 from prunekit.registry import registry
 from prunekit.reporting import FORMATS, run_table
@@ -39,6 +40,14 @@ def main(argv: list[str] | None = None) -> int:
             return args.command(args)
     except PrunekitError as exc:
         print(f"prunekit: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full disk, a lost mount: what was written atomically is intact
+        where = f" {exc.filename}" if exc.filename else ""
+        print(
+            f"prunekit: error: file system error{where} ({exc.strerror or exc}): free some "
+            "space or choose another path, then run the command again",
+            file=sys.stderr,
+        )
         return 2
     except Interrupted as exc:
         print(f"prunekit: interrupted by {exc}", file=sys.stderr)
@@ -153,7 +162,7 @@ def _latency(args: argparse.Namespace) -> int:
     table = speed_table(Path(args.folder), batches, args.threads, args.device, repeats=args.repeats)
     text = table.render(args.format)
     if args.out:
-        Path(args.out).write_text(text)
+        atomic.write_text(args.out, text)
     print(text, end="")
     return 0
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 import prunekit as pk
+from prunekit import atomic
 from prunekit.errors import PrunekitError
 from prunekit.runner.checkpoint import open_checkpoint
 
@@ -33,13 +34,16 @@ def export(
     if not isinstance(example, torch.Tensor):
         raise PrunekitError("export supports tasks whose example inputs are a single tensor")
     model = pk.fuse(opened.model, example.cpu())[0] if fuse else opened.model
-    run = EXPORTERS[fmt](model, example.cpu(), out)
-    inputs = torch.randn(example.shape, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        expected = opened.model(inputs)
-    error = (run(inputs) - expected).abs().max().item()
-    if not error <= TOLERANCE:
-        raise PrunekitError(f"exported {fmt} model differs from PyTorch by {error:.3g} > 1e-4")
+    # written and checked in a folder beside `out`, then moved into place: a failed or
+    # mismatching export leaves no file behind
+    with atomic.atomic_files(out) as draft:
+        run = EXPORTERS[fmt](model, example.cpu(), draft)
+        inputs = torch.randn(example.shape, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            expected = opened.model(inputs)
+        error = (run(inputs) - expected).abs().max().item()
+        if not error <= TOLERANCE:
+            raise PrunekitError(f"exported {fmt} model differs from PyTorch by {error:.3g} > 1e-4")
     return out
 
 
