@@ -178,7 +178,9 @@ def _int_list(text: str, flag: str) -> list[int]:
 
 
 def _export(args: argparse.Namespace) -> int:
-    out = export.export(Path(args.source), args.format, args.out and Path(args.out), args.task)
+    out = export.export(
+        Path(args.source), args.format, args.out and Path(args.out), args.task, fuse=args.fuse
+    )
     print(f"exported {out} (matches PyTorch to {export.TOLERANCE:g} on random inputs)")
     return 0
 
@@ -279,6 +281,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=export.FORMATS, required=True)
     p.add_argument("--out", metavar="FILE", help="default: the checkpoint path, new suffix")
     p.add_argument("--task", help="task, for checkpoints that do not name theirs")
+    p.add_argument(
+        "--no-fuse",
+        dest="fuse",
+        action="store_false",
+        help="keep the BatchNorms (default: fold them into the layers before them)",
+    )
     p.set_defaults(command=_export)
     return parser
 

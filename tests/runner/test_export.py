@@ -64,3 +64,13 @@ def test_a_folded_checkpoint_exports(checkpoint, tmp_path):
     assert batchnorm_ops(out) == 0
     x = torch.randn(1, 3, 16, 16)  # the exported batch size
     torch.testing.assert_close(torch.export.load(out).module()(x), reference(checkpoint, x))
+
+
+@pytest.mark.parametrize(("flag", "expected"), [([], 0), (["--no-fuse"], BATCHNORMS)])
+def test_the_cli_folds_unless_no_fuse(checkpoint, tmp_path, flag, expected):
+    from prunekit.cli.main import main
+
+    out = tmp_path / "model.pt2"
+    assert main(["export", str(checkpoint), "--format", "pt2", "--out", str(out), *flag]) == 0
+    assert batchnorm_ops(out) == expected
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt2"]  # nothing else left
