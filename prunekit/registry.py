@@ -104,6 +104,8 @@ class Registry:
             return
         # set first: a plugin that imports prunekit and looks names up must not recurse here
         self._entry_points_loaded = True
+        # the base's package imports and so registers the built-in names, before any plugin's
+        importlib.import_module(self._base.partition(":")[0])
         for ep in entry_points(group=self.group):
             source = _distribution(ep)
             try:

@@ -1,30 +1,28 @@
 """The ``prunekit`` command line: list, run, compare, report, eval, latency, export.
 
 Every :class:`~prunekit.PrunekitError` becomes one line ``prunekit: error: ...`` and exit
-status 2; an interrupted command exits with 130.
+status 2; an interrupted command exits with 130. Each command imports what it needs (torch
+above all) when it runs, so that ``--help`` and usage errors answer at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import prunekit as pk
-from prunekit import atomic
 from prunekit.errors import PrunekitError
-from prunekit.registry import registry
-from prunekit.reporting import FORMATS, run_table
-from prunekit.runner import compare, export, run
-from prunekit.runner.checkpoint import open_checkpoint
-from prunekit.runner.config import resolve
-from prunekit.runner.distributed import World, launch
+from prunekit.reporting.tables import FORMATS
 from prunekit.runner.interrupt import Interrupted, raise_on_signals
-from prunekit.runner.rundir import RunDir, default_root
-from prunekit.runner.speed import speed_table
+
+if TYPE_CHECKING:
+    from prunekit.runner.distributed import World
 
 KINDS = ("tasks", "criteria", "schedules", "recoveries")
+#: :data:`prunekit.runner.export.FORMATS`, which imports torch (a test checks they agree)
+EXPORT_FORMATS = ("onnx", "pt2")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
 
 # ---------------------------------------------------------------------- commands
 def _list(args: argparse.Namespace) -> int:
+    from prunekit.registry import registry
+
     for kind in [args.kind] if args.kind else KINDS:
         reg = registry(kind)
         print(f"{kind}:")
@@ -67,6 +67,10 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from prunekit.runner import run
+    from prunekit.runner.distributed import World
+    from prunekit.runner.rundir import default_root
+
     echo = _echo(args.quiet)
     if args.resume:
         out, config = Path(args.resume), None
@@ -101,6 +105,9 @@ def _run(args: argparse.Namespace) -> int:
 def _launch(args: argparse.Namespace, out: Path, fresh: bool, world: World) -> int:
     """``prunekit run --nproc N``: these very arguments again in N processes, as torchrun runs
     them; a new run's directory is fixed here so that every process uses the same."""
+    from prunekit.runner.distributed import launch
+    from prunekit.runner.rundir import RunDir
+
     if world.size > 1:
         raise PrunekitError(
             f"--nproc {args.nproc} disagrees with torchrun's {world.size} processes: drop --nproc"
@@ -115,6 +122,8 @@ def _launch(args: argparse.Namespace, out: Path, fresh: bool, world: World) -> i
 
 
 def _compare(args: argparse.Namespace) -> int:
+    from prunekit.runner import compare
+
     config = _resolve(args)
     criteria = list(dict.fromkeys(n.strip() for n in args.criteria.split(",") if n.strip()))
     recipes = None
@@ -137,6 +146,10 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from prunekit.registry import registry
+    from prunekit.reporting import run_table
+    from prunekit.runner.rundir import RunDir
+
     run_dir = RunDir(Path(args.run_dir))
     config = run_dir.read_config()
     task = registry("tasks").get(config["task"])
@@ -146,9 +159,23 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    import prunekit as pk
+    from prunekit.runner import run
+    from prunekit.runner.checkpoint import open_checkpoint
+
     opened = open_checkpoint(Path(args.checkpoint), args.task, data=args.data)
     opened.task.show_progress = not args.quiet
     print(f"data: {opened.task.describe_data() or 'not described by the task'}")
+    changes = run.data_changes(opened.meta.get("history") or [], opened.task.provenance())
+    if changes is None:
+        print(f"note: {opened.path} records no data provenance: the data cannot be checked")
+    elif changes and args.data is None:
+        raise PrunekitError(
+            f"these are not the data {opened.path} was run on ({changes}): pass --data DIR to "
+            "evaluate on other data on purpose"
+        )
+    elif changes:
+        print(f"note: evaluating on other data than the run used ({changes})")
     metrics = run.evaluate(opened.task, opened.model)
     sizes = pk.measure(opened.model, opened.task.example_inputs())
     print(f"{opened.path}: params {sizes['params']:,}, MACs {sizes['macs']:,}")
@@ -158,6 +185,9 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _latency(args: argparse.Namespace) -> int:
+    from prunekit import atomic
+    from prunekit.runner.speed import speed_table
+
     batches = _int_list(args.batch, "--batch")
     table = speed_table(Path(args.folder), batches, args.threads, args.device, repeats=args.repeats)
     text = table.render(args.format)
@@ -178,6 +208,8 @@ def _int_list(text: str, flag: str) -> list[int]:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from prunekit.runner import export
+
     out = export.export(
         Path(args.source), args.format, args.out and Path(args.out), args.task, fuse=args.fuse
     )
@@ -187,6 +219,9 @@ def _export(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------- helpers
 def _resolve(args: argparse.Namespace) -> dict[str, Any]:
+    import prunekit as pk
+    from prunekit.runner.config import resolve
+
     flags = _config_args(args)
     if flags.get("prune.target") is not None:
         flags["prune.target"] = pk.Target.split(flags["prune.target"])
@@ -215,7 +250,7 @@ def _config_args(args: argparse.Namespace) -> dict[str, Any]:
     return {key: getattr(args, attr, None) for attr, key in keys.items()}
 
 
-def _echo(quiet: bool) -> run.Echo:
+def _echo(quiet: bool) -> Callable[[str], None]:
     return (lambda _message: None) if quiet else print
 
 
@@ -262,7 +297,11 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate a checkpoint")
     p.add_argument("checkpoint", metavar="CHECKPOINT")
     p.add_argument("--task", help="task, for checkpoints that do not name theirs")
-    p.add_argument("--data", metavar="DIR", help="evaluate on this data folder instead")
+    p.add_argument(
+        "--data",
+        metavar="DIR",
+        help="evaluate on this data folder instead (without it, data other than the run's fail)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(command=_eval)
 
@@ -278,7 +317,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export a checkpoint to ONNX or torch.export (.pt2)")
     p.add_argument("source", metavar="RUN_DIR|CHECKPOINT")
-    p.add_argument("--format", choices=export.FORMATS, required=True)
+    p.add_argument("--format", choices=EXPORT_FORMATS, required=True)
     p.add_argument("--out", metavar="FILE", help="default: the checkpoint path, new suffix")
     p.add_argument("--task", help="task, for checkpoints that do not name theirs")
     p.add_argument(

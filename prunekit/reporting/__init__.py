@@ -2,5 +2,15 @@
 
 from prunekit.reporting.plots import compare_plot, run_plot
 from prunekit.reporting.tables import FORMATS, Table, compare_table, run_table
+from prunekit.reporting.text import counted, provenance_items
 
-__all__ = ["FORMATS", "Table", "compare_plot", "compare_table", "run_plot", "run_table"]
+__all__ = [
+    "FORMATS",
+    "Table",
+    "compare_plot",
+    "compare_table",
+    "counted",
+    "provenance_items",
+    "run_plot",
+    "run_table",
+]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,8 +12,11 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
-def run_plot(records: list[dict[str, Any]], primary: str, path: Path, title: str) -> None:
-    """The primary metric against the parameter count, one point per step."""
+def run_plot(
+    records: list[dict[str, Any]], primary: str, path: Path, title: str, note: str = ""
+) -> None:
+    """The primary metric against the parameter count, one point per step; ``note`` (the
+    run's provenance) goes in small print under the title."""
     fig, ax = _figure()
     params = [r["params"] for r in records]
     values = [r["metrics"][primary] for r in records]
@@ -26,7 +30,7 @@ def run_plot(records: list[dict[str, Any]], primary: str, path: Path, title: str
             fontsize=8,
         )
     ax.invert_xaxis()  # pruning moves right: from the full model to the smallest
-    _finish(fig, ax, "parameters", primary, title, path)
+    _finish(fig, ax, "parameters", primary, title, path, note)
 
 
 def compare_plot(summary: list[dict[str, Any]], primary: str, path: Path, title: str) -> None:
@@ -54,10 +58,16 @@ def _figure() -> tuple[Figure, Any]:
     return fig, fig.subplots()
 
 
-def _finish(fig: Figure, ax: Any, xlabel: str, ylabel: str, title: str, path: Path) -> None:
+def _finish(
+    fig: Figure, ax: Any, xlabel: str, ylabel: str, title: str, path: Path, note: str = ""
+) -> None:
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    if note:
+        fig.suptitle(title)
+        ax.set_title(textwrap.fill(note, 110), fontsize=6)
+    else:
+        ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     atomic.write_with(path, lambda fh: fig.savefig(fh, dpi=120, format="png"))

@@ -15,6 +15,7 @@ from typing import Any
 from tabulate import tabulate
 
 from prunekit.errors import PrunekitError
+from prunekit.reporting.text import counted
 
 FORMATS = ("plain", "github", "latex", "csv", "json")
 _TABULATE_FORMATS = {"plain": "simple", "github": "github", "latex": "latex_booktabs"}
@@ -104,8 +105,8 @@ def compare_table(summary: list[dict[str, Any]], primary: str) -> Table:
         for m in metrics:
             record[f"{m}_mean"], record[f"{m}_std"] = s["metrics"][m]
         flat.append(record)
-    seeds = max(s["seeds"] for s in summary)
-    note = f"mean ± std over {seeds} seed(s); * best {primary} at that pruning step"
+    seeds = counted(max(s["seeds"] for s in summary), "seed")
+    note = f"mean ± std over {seeds}; * best {primary} at that pruning step"
     return Table(headers, rows, flat, note)
 
 

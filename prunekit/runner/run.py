@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import inspect
 import itertools
 import math
+import subprocess
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -29,13 +31,14 @@ from prunekit.errors import PrunekitError
 from prunekit.latency import measure_latency
 from prunekit.recovery import RecoveryContext, make_recovery, recover
 from prunekit.registry import RECOVERIES, TASKS
+from prunekit.reporting import counted, provenance_items
 from prunekit.runner.checkpoint import restore_run, save_run
 from prunekit.runner.config import with_data_root
 from prunekit.runner.distributed import World, joined
 from prunekit.runner.report import write_report
 from prunekit.runner.rundir import RunDir, default_root
 from prunekit.runner.seeding import seed_everything, torch_settings
-from prunekit.tasks.base import Task
+from prunekit.tasks.base import Task, data_provenance
 
 Echo = Callable[[str], None]
 
@@ -195,11 +198,12 @@ class _Session:
             how = f"loaded {saved}"
             measured = state["meta"].get("history") or [{}]
             if measured[0].get("step") == 0 and _same_evaluation(state["meta"], self.config):
-                return {**measured[0], "baseline": how}  # measured already, on the same data
+                # measured already, on the same data; the provenance is this run's
+                return {**measured[0], "baseline": how, "provenance": self.provenance}
         else:
             how = self.task.prepare_baseline(self.model)
             self._check_trained("the baseline training diverged", self._change("baseline.lr"))
-        return {**self._record(0, None, started), "baseline": how}
+        return {**self._record(0, None, started), "baseline": how, "provenance": self.provenance}
 
     def _step(self) -> dict[str, Any]:
         n = self.pruner.step_index + 1
@@ -420,9 +424,20 @@ class _Session:
             )
         return RunResult(run_dir.root, history, stopped)
 
+    @functools.cached_property
+    def provenance(self) -> dict[str, str | int]:
+        """This session's :func:`provenance` (the step-0 record keeps the run's first)."""
+        return provenance(self.task, self.device)
+
     def banner(self, run_dir: RunDir) -> None:
         self.echo(f"prunekit run {self.config['task']}: {self._settings()}")
         self.echo(f"data: {self.task.describe_data() or 'not described by the task'}")
+        data = data_provenance(self.provenance)  # the data line above describes these
+        rest = {k: v for k, v in self.provenance.items() if k not in data}
+        self.echo(f"provenance: {', '.join(provenance_items(rest))}")
+        changes = data_changes(self.history, self.provenance)  # resumed on other data?
+        if changes:
+            self.echo(f"note: the data differ from those the run started on: {changes}")
         self.echo(f"run dir: {run_dir.root}")
 
     def _settings(self) -> str:
@@ -430,7 +445,7 @@ class _Session:
         methods = "+".join(self.config["recovery"]["methods"]) or "none"
         return (
             f"criterion {p['criterion']}, schedule {p['schedule']}, target {self.pruner.target} "
-            f"in {p['steps']} step(s), {p['scope']} scope, recovery {methods}, "
+            f"in {counted(p['steps'], 'step')}, {p['scope']} scope, recovery {methods}, "
             f"seed {self.config['seed']}, device {self.device}"
         )
 
@@ -452,7 +467,7 @@ class _Session:
             line += (
                 f"; recovery {'+'.join(m['method'] for m in recovery['methods'])}: "
                 f"{primary} {before:.4f} -> {r['metrics'][primary]:.4f}, "
-                f"{recovery['images']} images, {recovery['seconds']:.1f} s"
+                f"{counted(recovery['images'], 'image')}, {recovery['seconds']:.1f} s"
             )
         return line
 
@@ -468,6 +483,55 @@ def evaluate(task: Task, model: nn.Module) -> dict[str, float]:
             f"metric {task.primary_metric!r}"
         )
     return metrics
+
+
+def provenance(task: Task, device: torch.device) -> dict[str, str | int]:
+    """What a run's numbers rest on beyond its configuration: the task's data and model
+    (:meth:`~prunekit.Task.provenance`), the software (prunekit, its git commit where it runs
+    from a checkout, torch) and the machine (device, CPU threads)."""
+    found: dict[str, str | int] = {**task.provenance(), "prunekit": pk.__version__}
+    commit = git_commit()
+    if commit:
+        found["git"] = commit
+    found.update(torch=str(torch.__version__), device=str(device), threads=torch.get_num_threads())
+    return found
+
+
+@functools.cache
+def git_commit() -> str | None:
+    """The short commit of prunekit's source checkout, ``+dirty`` with uncommitted changes;
+    None for an installed package or where git is missing or fails."""
+    source = Path(pk.__file__).resolve().parent.parent
+    if not (source / ".git").exists():
+        return None
+
+    def git(*args: str) -> str:
+        command = ["git", "-C", str(source), *args]
+        return subprocess.run(
+            command, capture_output=True, text=True, timeout=10, check=True
+        ).stdout
+
+    try:
+        head = git("rev-parse", "--short=12", "HEAD").strip()
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no").strip())
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{head}+dirty" if dirty else head
+
+
+def data_changes(history: list[dict[str, Any]], now: dict[str, str | int]) -> str | None:
+    """How the data of provenance ``now`` differ from those a run recorded in the step-0
+    record of ``history``: ``key: recorded -> now`` items, empty when alike; None when the run
+    recorded none (made by an older prunekit, or not by a run)."""
+    recorded = data_provenance((history[0].get("provenance") or {}) if history else {})
+    if not recorded:
+        return None
+    current = data_provenance(now)
+    return "; ".join(
+        f"{key}: {recorded.get(key, '(none)')} -> {current.get(key, '(none)')}"
+        for key in dict.fromkeys([*recorded, *current])
+        if recorded.get(key) != current.get(key)
+    )
 
 
 #: keys whose values do not change how a baseline measures (a comparison varies them)

@@ -8,12 +8,14 @@ network (never a DistributedDataParallel wrapper). Register a task with
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import torch
 from torch import nn
 from tqdm import tqdm
+
+from prunekit.reporting.text import counted
 
 if TYPE_CHECKING:
     from prunekit.settings import Settings
@@ -161,6 +163,17 @@ class Task:
         """One line saying what data the task runs on (shown at the start of a run)."""
         return ""
 
+    def provenance(self) -> dict[str, str | int]:
+        """Where the data and the model come from, beyond the configuration: recorded in a
+        run's first log record and shown in its reports.
+
+        ``data`` and ``data.*`` keys describe the data (``prunekit eval`` refuses data that
+        differ from a run's unless ``--data`` asks for them; see :func:`data_provenance`),
+        ``model`` the origin of the weights. The default is :meth:`describe_data`'s line.
+        """
+        described = self.describe_data()
+        return {"data": described} if described else {}
+
     # ----------------------------------------------------------------- baseline
     def prepare_baseline(self, model: nn.Module) -> str:
         """Bring ``model`` to its starting point (load weights or train); return how.
@@ -173,4 +186,9 @@ class Task:
         optimizer = self.make_optimizer(model, lr)
         for _ in range(epochs):
             self.train_epoch(model, optimizer)
-        return f"trained from scratch for {epochs} epochs"
+        return f"trained from scratch for {counted(epochs, 'epoch')}"
+
+
+def data_provenance(provenance: Mapping[str, str | int]) -> dict[str, str | int]:
+    """The entries of a :meth:`Task.provenance` that describe the data: ``data``, ``data.*``."""
+    return {k: v for k, v in provenance.items() if k == "data" or k.startswith("data.")}

@@ -69,8 +69,8 @@ def test_run_dir_uses_its_step_0_as_baseline(cli, toy_compare):
     [
         (["--batch", "0,32"], "--batch '0,32' is not a list of positive integers"),
         (["--batch", "a"], "--batch 'a' is not a list of positive integers"),
-        (["--repeats", "0"], "repeats=0 is invalid: give an integer >= 1"),
-        (["--threads", "0"], "threads=0 is invalid: give null or an integer >= 1"),
+        (["--repeats", "0"], "repeats=0 is invalid: give an integer in [1, 100000]"),
+        (["--threads", "0"], "threads=0 is invalid: give null or an integer in [1, 1024]"),
     ],
 )
 def test_bad_arguments_are_refused(cli, toy_compare, args, message):

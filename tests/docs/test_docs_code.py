@@ -1,6 +1,7 @@
 """The docs are tested like code: every code block either runs here or comes from a tested file.
 
-Conventions for fenced blocks in ``docs/**/*.md`` (a block of any other language fails):
+Conventions for fenced blocks in ``README.md`` and ``docs/**/*.md`` (a block of any other
+language fails):
 
 * ``python``: executed, in page order, one namespace per page, in a temporary working folder
   whose ``../shared`` is the real data of the ``shared`` fixture (the root ``conftest.py``).
@@ -40,7 +41,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
-PAGES = sorted(DOCS.rglob("*.md"))
+PAGES = [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
 LANGUAGES = {"python", "text", "bash", "yaml", "toml", "mermaid"}
 OPEN = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<lang>[\w+-]*)(?P<attrs>.*)$")
 TITLE = re.compile(r'title="([^"]*)"')
@@ -134,7 +135,7 @@ def python_pages() -> list[Path]:
     return [p for p in PAGES if any(b.lang == "python" and not b.includes for b in blocks(p))]
 
 
-@pytest.mark.parametrize("page", python_pages(), ids=lambda p: str(p.relative_to(DOCS)))
+@pytest.mark.parametrize("page", python_pages(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_python_blocks_run(page, tmp_path, monkeypatch, request):
     page_blocks = blocks(page)
     source = "".join(b.code for b in page_blocks if b.lang == "python")

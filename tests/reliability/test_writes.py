@@ -39,9 +39,7 @@ def test_an_output_under_a_file_is_one_line(command, cli, tmp_path, finished_run
     assert _leftovers(tmp_path) == []
 
 
-def test_a_full_disk_at_the_first_file_leaves_a_run_dir_a_rerun_accepts(
-    cli, tmp_path, monkeypatch
-):
+def test_a_full_disk_at_the_first_file_leaves_a_run_dir_a_rerun_accepts(cli, tmp_path, monkeypatch):
     def full(fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 

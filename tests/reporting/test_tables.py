@@ -94,7 +94,7 @@ def test_compare_table_marks_the_best_and_explains_it():
     ]  # fmt: skip
     table = compare_table(summary, "accuracy")
     assert table.rows[1][-1] == "0.8500 ± 0.0100 *"
-    assert "over 3 seed(s)" in table.note and "* best accuracy" in table.note
+    assert "over 3 seeds" in table.note and "* best accuracy" in table.note
     assert table.records[1]["accuracy_mean"] == 0.85 and table.records[1]["accuracy_std"] == 0.01
     assert table.render("plain").rstrip().endswith(table.note)
     assert "% mean ± std" in table.render("latex")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -58,12 +60,12 @@ def test_several_models_are_timed_in_interleaved_rounds():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"repeats": 0}, "repeats=0 is invalid: give an integer >= 1"),
-        ({"batch_size": 0}, "batch_size=0 is invalid: give an integer >= 1"),
-        ({"warmup": -1}, "warmup=-1 is invalid: give an integer >= 0"),
-        ({"threads": 0}, "threads=0 is invalid: give null or an integer >= 1"),
+        ({"repeats": 0}, "repeats=0 is invalid: give an integer in [1, 100000]"),
+        ({"batch_size": 0}, "batch_size=0 is invalid: give an integer in [1, 100000]"),
+        ({"warmup": -1}, "warmup=-1 is invalid: give an integer in [0, 100000]"),
+        ({"threads": 0}, "threads=0 is invalid: give null or an integer in [1, 1024]"),
     ],
 )
 def test_out_of_range_settings_are_refused(kwargs, message):
-    with pytest.raises(PrunekitError, match=message):
+    with pytest.raises(PrunekitError, match=re.escape(message)):
         measure_latency(nn.Linear(4, 4), torch.randn(1, 4), **kwargs)

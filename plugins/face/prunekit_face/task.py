@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Iterator
 from importlib import resources
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -20,11 +21,18 @@ from torch import nn
 import prunekit as pk
 from prunekit import yamlfile
 from prunekit.errors import PrunekitError
+from prunekit.reporting import counted
 from prunekit_face import metrics
 from prunekit_face.data import Augment, BatchLoader
 from prunekit_face.losses import make_head
 from prunekit_face.models import squeezefacenet, squeezefacenet_dwc
-from prunekit_face.pretrained import load_safetensors, load_squeezefaceposenet_dwc, released_model
+from prunekit_face.pretrained import (
+    RELEASED_SHA256,
+    load_safetensors,
+    load_squeezefaceposenet_dwc,
+    released_model,
+    sha256_of,
+)
 from prunekit_face.settings import SECTIONS
 from prunekit_face.sources import FaceData, check_kfold, load_face_data, resolve_source
 
@@ -144,7 +152,7 @@ class FaceTask(pk.Task):
             f"(pairs sha256 {d.pairs_sha256}), {len(d.recovery_images):,} recovery images"
         )
         if d.skipped:
-            counts += f", {len(d.skipped):,} unreadable images skipped"
+            counts += f", {counted(len(d.skipped), 'unreadable image')} skipped"
         if d.source == "synthetic":
             return (
                 "SYNTHETIC faces (procedural identities): these numbers say nothing about real "
@@ -155,6 +163,37 @@ class FaceTask(pk.Task):
             folds = ",".join(str(f) for f in sorted(self.data_cfg["eval_folds"]))
             return f"lfw data from {d.root} (official pairs of folds {folds}): {counts}"
         return f"folders data from {d.root}: {counts}"
+
+    def provenance(self) -> dict[str, str | int]:
+        """The data (source, absolute root, counts, a short sha256 of the evaluated pairs) and
+        the origin of the model (released or given weights with a short sha256, or trained
+        here)."""
+        d = self.data
+        found: dict[str, str | int] = {"data.source": d.source}
+        if d.root is not None:
+            found["data.root"] = str(d.root)
+        found.update(
+            {
+                "data.train_images": d.train_count,
+                "data.identities": d.num_classes,
+                "data.eval_pairs": d.pair_count,
+                "data.eval_images": d.eval_count,
+                "data.recovery_images": len(d.recovery_images),
+                "data.pairs_sha256": d.pairs_sha256,
+            }
+        )
+        if d.skipped:
+            found["data.skipped_images"] = len(d.skipped)
+        model = self.config["model"]
+        if model["pretrained"]:
+            found["model"] = _weights_origin(model["pretrained"])
+        elif model["teacher"]:
+            found["model"] = (
+                f"{model['arch']} distilled here from {_weights_origin(model['teacher'])}"
+            )
+        else:
+            found["model"] = f"{model['arch']} trained here"
+        return found
 
     def train_batches(self) -> Iterable[Any]:
         """One shuffled, augmented epoch; its order is drawn from torch's global RNG, which the
@@ -234,7 +273,8 @@ class FaceTask(pk.Task):
             # the pretrained network is the baseline: fit only the classifier head (needed by
             # the task loss of taylor scoring and fine-tuning), on embeddings computed once
             self._fit_head(model, epochs, lr)
-            return f"pretrained weights ({pretrained}), classifier head fitted for {epochs} epochs"
+            fitted = counted(epochs, "epoch")
+            return f"pretrained weights ({pretrained}), classifier head fitted for {fitted}"
         if teacher:
             images = epochs * len(self.data.recovery_images)
             pk.recover(
@@ -249,7 +289,7 @@ class FaceTask(pk.Task):
                 device=self.device,
             )
             self._fit_head(model, epochs, lr)
-            return f"distilled from {teacher} for {epochs} epochs of the recovery images"
+            return f"distilled from {teacher} for {counted(epochs, 'epoch')} of the recovery images"
         optimizer = self.make_optimizer(model, lr)
         # cosine decay over the baseline epochs, step per batch
         total = max(1, epochs * len(self._loader()))
@@ -268,7 +308,7 @@ class FaceTask(pk.Task):
                 loss.backward()
                 optimizer.step()
                 sched.step()
-        return f"trained from scratch for {epochs} epochs"
+        return f"trained from scratch for {counted(epochs, 'epoch')}"
 
     def _fit_head(self, model: nn.Module, epochs: int, lr: float) -> None:
         """Train the classifier head on the frozen ``model``'s embeddings of the training
@@ -333,6 +373,14 @@ def _batches(images: np.ndarray, batch_size: int, task: FaceTask) -> Iterator[to
         x = torch.from_numpy(np.array(images[start : start + batch_size]))  # a writable copy
         x = normalize(x.to(task.device).permute(0, 3, 1, 2))
         yield x.contiguous(memory_format=torch.channels_last)
+
+
+def _weights_origin(name: str) -> str:
+    """Which weights ``model.pretrained`` (or ``model.teacher``) names, with a short sha256."""
+    if name == "released":
+        return f"released SqueezeFacePoseNet-DWC weights (sha256 {RELEASED_SHA256[:16]})"
+    path = Path(name).expanduser().resolve()
+    return f"weights {path} (sha256 {sha256_of(path)[:16]})"
 
 
 def _pretrained(name: str) -> nn.Module:

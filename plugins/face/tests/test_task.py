@@ -210,7 +210,7 @@ def test_baseline_trains_the_bare_network():
     task.config["baseline"].update(epochs=1, lr=0.01)
     model = task.build_model()
     before = model.conv1.weight.detach().clone()
-    assert task.prepare_baseline(model) == "trained from scratch for 1 epochs"
+    assert task.prepare_baseline(model) == "trained from scratch for 1 epoch"
     assert not torch.equal(model.conv1.weight, before)
     assert set(task.state_dict()) == set(task.head.state_dict())
 
