@@ -89,7 +89,7 @@ def test_a_finished_run_leaves_no_lock(finished_run):
     [
         pytest.param(
             lambda text: text.replace("\n  epochs:", "\n\tepochs:"),
-            "malformed YAML in {config}, line 6, column 1: found character '\\t' that cannot "
+            "malformed YAML in {config}, line {tab}, column 1: found character '\\t' that cannot "
             "start any token; restore the run's config.yaml or start a new run",
             id="tab",
         ),
@@ -113,10 +113,13 @@ def test_a_finished_run_leaves_no_lock(finished_run):
 )
 def test_damaged_config_yaml(command, damage, expected, cli, run_copy):
     config = run_copy / "config.yaml"
-    config.write_text(damage(config.read_text()))
+    damaged = damage(config.read_text())
+    config.write_text(damaged)
+    tabbed = [n for n, line in enumerate(damaged.splitlines(), 1) if line.startswith("\t")]
     before = snapshot(run_copy)
     args = ["run", "--resume", str(run_copy), "--quiet"] if command == "resume" else []
-    error_line(cli(*(args or ["report", str(run_copy)])), expected.format(config=config))
+    message = expected.format(config=config, tab=tabbed[0] if tabbed else None)
+    error_line(cli(*(args or ["report", str(run_copy)])), message)
     assert snapshot(run_copy) == before
 
 
