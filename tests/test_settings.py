@@ -63,4 +63,4 @@ def test_descriptions_come_from_the_declaration():
     assert describe(fields["decay"].annotation, fields["decay"]) == "a number in [0, 1]"
     assert describe(fields["inner.mode"].annotation, fields["inner.mode"]) == "one of a, b"
     threads = pk.latency.LatencySettings.model_fields["threads"]
-    assert describe(threads.annotation, threads) == "null or an integer >= 1"
+    assert describe(threads.annotation, threads) == "null or an integer in [1, 1024]"
