@@ -8,6 +8,7 @@ import pytest
 from pydantic import Field
 
 import prunekit as pk
+from prunekit.latency import LatencySettings
 from prunekit.settings import Settings, check, describe, keys, sections
 
 
@@ -62,5 +63,5 @@ def test_descriptions_come_from_the_declaration():
     fields = dict(keys(Outer))
     assert describe(fields["decay"].annotation, fields["decay"]) == "a number in [0, 1]"
     assert describe(fields["inner.mode"].annotation, fields["inner.mode"]) == "one of a, b"
-    threads = pk.latency.LatencySettings.model_fields["threads"]
+    threads = LatencySettings.model_fields["threads"]
     assert describe(threads.annotation, threads) == "null or an integer in [1, 1024]"
