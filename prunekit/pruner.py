@@ -416,7 +416,8 @@ class Pruner:
         return PrunekitError(
             f"step {n}: pruning the channels of {quoted} broke {type(self.model).__name__}: "
             f"{what}; torch-pruning did not follow its channels through some operation in "
-            f"forward() (a slice, view or indexing?), so the step was undone: add {quoted} to "
+            f"forward() (a slice, view or indexing, or one that reads the model's input?), so "
+            f"the step was undone: add {quoted} to "
             "ignored_layers"
         )
 

@@ -12,13 +12,20 @@ torch-pruning treats the two sides as independent and produces broken layers (or
 prunekit merges the producer's group with the grouped conv's output group into one group
 whose unit is one whole convolution group.
 
+It also gives torch-pruning the true channel counts of every ``torch.cat`` (see
+:func:`_repair_index_mapping`): it guesses them from the nearest layers, wrongly after a slice or
+split, and then maps channels to the wrong places (or, round a loop of such mappings, to ever
+larger indices: building the groups never ended).
+
 Groups torch-pruning cannot remove consistently, or whose cost prunekit cannot count, are left
-whole with the reason (see :func:`find_groups`): a slice it takes for a slice of channels, a
-bare ``nn.Parameter``, a layer whose pruned parameters :func:`_param_dims` does not know.
+whole with the reason (see :func:`find_groups`): a slice or a ``torch.split``/``chunk`` of the
+channels (their sizes are constants in ``forward()``), a concat it cannot map, a bare
+``nn.Parameter``, a layer whose pruned parameters :func:`_param_dims` does not know.
 """
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +33,11 @@ import torch
 import torch_pruning as tp
 from torch import nn
 from torch_pruning import ops
-from torch_pruning.dependency.index_mapping import _SliceIndexMapping
+from torch_pruning.dependency.index_mapping import (
+    _ConcatIndexMapping,
+    _FlattenIndexMapping,
+    _SliceIndexMapping,
+)
 
 from prunekit.engine.integrity import failing_module
 from prunekit.errors import PrunekitError
@@ -149,12 +160,14 @@ class ChannelGroup:
         return out.index_add_(0, s.unit.to(per_index.device), per_index)
 
     def prune(self, units: list[int]) -> dict[str, dict[str, list[int]]]:
-        """Physically remove ``units``; returns removed indices per module name and side."""
+        """Physically remove ``units``; returns the removed indices per module name and side, as
+        indices of the layers before this call."""
         removed: dict[str, dict[str, list[int]]] = {}
         names = module_names(self.graph)
         for part in self.parts:
             root_idxs = [u * part.block + j for u in units for j in range(part.block)]
             # Recomputed now: an earlier part or group may have shifted concat offsets.
+            _sync_offsets(self.graph)
             group = self.graph.get_pruning_group(part.root, part.handler, root_idxs)
             for item in group.items:
                 dep, idxs = item.dep, list(item.idxs)
@@ -167,8 +180,21 @@ class ChannelGroup:
                 else:
                     dep(idxs)
                 if isinstance(module, nn.Module) and module in names:
-                    removed.setdefault(names[module], {}).setdefault(role, []).extend(idxs)
+                    done = removed.setdefault(names[module], {}).setdefault(role, [])
+                    done.extend(original_indices(done, idxs))  # a later part sees fewer
         return removed
+
+
+def original_indices(gone: list[int], idxs: list[int]) -> list[int]:
+    """``idxs`` of a side that has already lost the channels ``gone``, as indices of the side
+    before it lost them (both lists in those indices)."""
+    gone = sorted(set(gone))
+    out = []
+    for i in idxs:
+        for g in gone:
+            i += g <= i
+        out.append(i)
+    return out
 
 
 def _prune_grouped_conv(conv: nn.Module, out_idxs: list[int]) -> None:
@@ -200,7 +226,7 @@ def build_graph(model: nn.Module, example_inputs: Any) -> tp.DependencyGraph:
     was_training = model.training
     model.eval()  # tracing runs a forward pass: it must not update BatchNorm statistics
     try:
-        return tp.DependencyGraph().build_dependency(model, example_inputs, verbose=False)
+        graph = _Graph().build_dependency(model, example_inputs, verbose=False)
     except Exception as exc:
         culprit = failing_module(model, example_inputs)
         where = f" in module {culprit!r}" if culprit else ""
@@ -210,6 +236,168 @@ def build_graph(model: nn.Module, example_inputs: Any) -> tp.DependencyGraph:
         ) from exc
     finally:
         model.train(was_training)
+    _repair_index_mapping(graph)  # again: torch-pruning re-guessed the concat sizes meanwhile
+    return graph
+
+
+class _Graph(tp.DependencyGraph):
+    """torch-pruning's dependency graph, repaired (:func:`_repair_index_mapping`) as soon as its
+    dependencies are built: before torch-pruning maps channels by its own guesses of the concat
+    sizes, which fails (``TypeError``) where it cannot guess one."""
+
+    def _build_dependency(self, module2node: dict[Any, Any]) -> None:
+        super()._build_dependency(module2node)
+        _repair_index_mapping(self)
+
+
+#: the concats and splits forward() writes (torch.cat, torch.split, torch.chunk); those inside
+#: recurrent layers (unsafe_split) are left to torch-pruning
+_WRITTEN = {"CatBackward0", "SplitBackward0", "SplitWithSizesBackward0"}
+
+
+@dataclass
+class _Repairs:
+    """What :func:`_repair_index_mapping` found in one traced graph."""
+
+    #: node -> why torch-pruning cannot map channels through it (cut from the graph)
+    unmapped: dict[Any, str] = field(default_factory=dict)
+    #: the concats along the channels whose mappings prunekit sets from their sizes
+    concats: list[Any] = field(default_factory=list)
+
+
+#: the repairs of each traced graph
+_REPAIRS: weakref.WeakKeyDictionary[tp.DependencyGraph, _Repairs] = weakref.WeakKeyDictionary()
+
+
+def _repair_index_mapping(graph: tp.DependencyGraph) -> None:
+    """Give torch-pruning the true channel counts of the concats along the channels, and cut
+    the splits of the channels from the graph.
+
+    torch-pruning infers a concat's sizes by walking to the nearest layers, which goes wrong
+    after a slice or a split; it gives a concat no offsets at all where the layers after it (a
+    flatten, another concat) keep it from inferring its width; and it cannot place the channels
+    of a tensor it does not trace (the model's input). The true counts are read from the traced
+    tensors (the offsets follow from the counts at every use, :func:`_sync_offsets`). A split's
+    sizes are constants in ``forward()`` (``torch.split(x, 3, 1)``, ``x.chunk(2, 1)``): removing
+    channels on either side of it would move its boundaries and silently change what each piece
+    holds. A split, and a concat whose channels still cannot be mapped, is cut from the graph,
+    so that no group goes through it, and the groups that reach it are left whole with the
+    reason.
+    """
+    node_of = {n.grad_fn: n for n in graph.module2node.values() if n.grad_fn is not None}
+    names = module_names(graph)
+    repairs = _REPAIRS[graph] = _Repairs()
+    for node in graph.module2node.values():
+        if node.type == ops.OPTYPE.RESHAPE:
+            _fix_flatten(node, node_of)
+            continue
+        if node.type not in (ops.OPTYPE.CONCAT, ops.OPTYPE.SPLIT):
+            continue
+        if type(node.grad_fn).__name__ not in _WRITTEN or not _along_channels(node):
+            continue  # along another dim torch-pruning maps nothing through a concat or split
+        if node.type == ops.OPTYPE.CONCAT:
+            why = _fix_concat(node, node_of)
+            what = "torch.cat"
+        else:
+            why = "its sizes are constants in forward() that removed channels would shift"
+            what = "torch.split/chunk"
+        if why is None:
+            repairs.concats.append(node)
+            continue
+        node.dependencies = []  # the groups reaching it end there, and are left whole
+        repairs.unmapped[node] = (
+            f"torch-pruning cannot map its channels through the {what} after "
+            f"{_producer(node, names)} in forward(): {why}"
+        )
+    _sync_offsets(graph)
+
+
+def _shape(grad_fn: Any, output: int = 0) -> list[int] | None:
+    """The shape of the ``output``-th tensor the operation of ``grad_fn`` returned."""
+    meta = getattr(grad_fn, "_input_metadata", None)  # PyTorch >= 2.1
+    return list(meta[output].shape) if meta is not None and output < len(meta) else None
+
+
+def _along_channels(node: Any) -> bool:
+    """Whether a concat or split node works along dim 1, the channels torch-pruning maps."""
+    dim = getattr(node.grad_fn, "_saved_dim", None)
+    shape = _shape(node.grad_fn)
+    if dim is None or shape is None or len(shape) < 2:
+        return False
+    return (dim - 2**64 if dim >= 2**63 else dim) % len(shape) == 1  # some builds save -1 unsigned
+
+
+def _fix_concat(node: Any, node_of: dict[Any, Any]) -> str | None:
+    """Set the sizes of a concat along the channels; why it cannot be mapped, if it cannot."""
+    grad_fn = node.grad_fn
+    args = list(grad_fn.next_functions)
+    if any(fn is None or fn not in node_of for fn, _ in args):
+        return "one of its inputs is a tensor torch-pruning does not trace (the model's input?)"
+    sizes = [_shape(fn, output) for fn, output in args]
+    if [node_of[fn] for fn, _ in args] != node.inputs or any(s is None for s in sizes):
+        return "torch-pruning traced its inputs in another order"
+    if not node.enable_index_mapping:
+        return "torch-pruning does not map its offsets"
+    node.module.concat_sizes = [s[1] for s in sizes]
+    return None
+
+
+def _fix_flatten(node: Any, node_of: dict[Any, Any]) -> None:
+    """Map the channels through a flatten of ``[N, C, H, W]`` to ``[N, C*H*W]`` by its stride.
+
+    torch-pruning infers the stride anew at every use from the widths of the layers around the
+    flatten, wrongly once a concat or split there has been pruned; the traced shapes fix it for
+    good, so the node is handed to torch-pruning as an element-wise operation it leaves alone.
+    """
+    args = [(fn, i) for fn, i in getattr(node.grad_fn, "next_functions", ()) if fn is not None]
+    if len(args) != 1 or node_of.get(args[0][0]) not in node.inputs or len(node.inputs) != 1:
+        return
+    before, after = _shape(*args[0]), _shape(node.grad_fn)
+    if before is None or after is None or len(before) != 4 or len(after) != 2:
+        return
+    stride = before[2] * before[3]
+    if after != [before[0], before[1] * stride]:
+        return
+    source = node.inputs[0]
+    for deps, target, reverse in (
+        (node.dependencies, source, True),
+        (source.dependencies, node, False),
+    ):
+        for dep in deps:
+            if dep.target is target:
+                dep.index_mapping[0] = _FlattenIndexMapping(stride=stride, reverse=reverse)
+    node.type = ops.OPTYPE.ELEMENTWISE
+
+
+def _sync_offsets(graph: tp.DependencyGraph) -> None:
+    """Map the channels through the repaired concats by their current sizes.
+
+    torch-pruning updates the sizes when it prunes through a concat, but maps a concat whose
+    width it cannot infer by no offsets at all.
+    """
+    repairs = _REPAIRS.get(graph, _Repairs())
+    for node in repairs.concats:
+        offsets = _offsets(node.module.concat_sizes)
+        done: set[int] = set()  # as torch-pruning does: input i gets the first free dependency
+        for i, source in enumerate(node.inputs):
+            for dep, reverse in (
+                (_free(node.dependencies, source, done), True),
+                (_free(source.dependencies, node, done), False),
+            ):
+                if dep is not None:
+                    dep.index_mapping[1] = _ConcatIndexMapping(offsets[i : i + 2], reverse)
+
+
+def _free(deps: list[Any], target: Any, done: set[int]) -> Any:
+    """The first dependency on ``target`` not yet ``done`` (then marked done), if any."""
+    dep = next((d for d in deps if d.target is target and id(d) not in done), None)
+    if dep is not None:
+        done.add(id(dep))
+    return dep
+
+
+def _offsets(sizes: list[int]) -> list[int]:
+    return [sum(sizes[:i]) for i in range(len(sizes) + 1)]
 
 
 def find_groups(
@@ -226,6 +414,7 @@ def find_groups(
     layer's name and the reason.
     """
     names = module_names(graph)
+    _sync_offsets(graph)
     try:
         raw = list(
             graph.get_all_groups(ignored_layers=list(ignored_layers), root_module_types=ROOT_TYPES)
@@ -288,11 +477,19 @@ def find_groups(
     return result
 
 
+#: layers whose output channels are their input channels, one to one
+_PASS_THROUGH = (ops.OPTYPE.BN, ops.OPTYPE.LN, ops.OPTYPE.GN, ops.OPTYPE.IN, ops.OPTYPE.PRELU)
+
+
 def _unprunable(group: Any, graph: tp.DependencyGraph, names: dict[nn.Module, str]) -> str | None:
     """Why the channels of ``group`` cannot be removed consistently; ``None`` if they can."""
+    repairs = _REPAIRS.get(graph)
+    unmapped = repairs.unmapped if repairs else {}
     for item in group.items:
         node = item.dep.target
         module = node.module
+        if node in unmapped:
+            return unmapped[node]
         if node.type == ops.OPTYPE.SLICE and _channel_slice(node):
             sizes = list(node.grad_fn._saved_self_sym_sizes)
             return (
@@ -306,6 +503,11 @@ def _unprunable(group: Any, graph: tp.DependencyGraph, names: dict[nn.Module, st
             continue  # an operation (add, concat, ...): no parameters
         role = "out" if graph.is_out_channel_pruning_fn(item.dep.handler) else "in"
         side = f"{role}put channels of {names[module]!r} ({type(module).__name__})"
+        if not node.inputs and (is_depthwise(module) or node.type in _PASS_THROUGH):
+            return (  # its input and output channels are one: the model input's
+                f"{names[module]!r} ({type(module).__name__}) reads the model's input, whose "
+                "channels cannot be removed"
+            )
         dims = _param_dims(module, role)
         if dims is None:
             return f"pruning the {side} changes parameters prunekit cannot count"

@@ -81,10 +81,14 @@ def failing_module(model: nn.Module, example_inputs: Any) -> str | None:
     """Name of the innermost module whose forward raised on the example inputs, if any."""
     stack: list[str] = []
     failed: list[str] = []
+
+    def leave(*_: Any) -> None:  # a forward hook that returned a value would replace the output
+        stack.pop()
+
     handles = []
     for name, module in model.named_modules():
         handles.append(module.register_forward_pre_hook(lambda *_, n=name: stack.append(n)))
-        handles.append(module.register_forward_hook(lambda *_: stack.pop()))
+        handles.append(module.register_forward_hook(leave))
     try:
         with _evaluating(model):
             forward(model, example_inputs)

@@ -124,7 +124,8 @@ def test_a_step_that_breaks_the_model_is_undone_and_names_the_group():
     )
     assert message.endswith(
         "torch-pruning did not follow its channels through some operation in forward() (a "
-        "slice, view or indexing?), so the step was undone: add 'conv' to ignored_layers"
+        "slice, view or indexing, or one that reads the model's input?), so the step was "
+        "undone: add 'conv' to ignored_layers"
     )
     assert _same_weights(model, before) and model.conv.out_channels == 16
     assert pruner.step_index == 0 and not pruner.history
@@ -155,8 +156,8 @@ def test_a_failure_midway_through_a_step_leaves_no_half_pruned_model(monkeypatch
     assert str(info.value) == (
         "step 1: pruning the channels of '0' broke Sequential: torch-pruning failed "
         "(RuntimeError: boom); torch-pruning did not follow its channels through some operation "
-        "in forward() (a slice, view or indexing?), so the step was undone: add '0' to "
-        "ignored_layers"
+        "in forward() (a slice, view or indexing, or one that reads the model's input?), so the "
+        "step was undone: add '0' to ignored_layers"
     )
     assert model[3].out_channels == model[5].in_channels == 8  # group '3' was pruned: restored
     assert _same_weights(model, before)
