@@ -85,6 +85,8 @@ def resume(
         _writing(run_dir, world),
     ):
         session = _Session(config, quiet, echo, world, run_dir.latest_checkpoint(), run_dir)
+        if data is not None and world.is_main:
+            run_dir.write_config(config)  # the run's data live there now: later resumes too
         session.banner(run_dir)
         return session.run(run_dir)
 

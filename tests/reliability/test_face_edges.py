@@ -221,3 +221,34 @@ def test_face_integers_out_of_range(key, expected, cli, tmp_path):
         f"config key {name!r} in --set {expected}",
     )
     assert not out.exists()
+
+
+# ---------------------------------------------------------------------- portable paths
+def test_a_relative_data_root_is_stored_absolute_and_moved_data_is_pointed_at(
+    cli, tmp_path, monkeypatch
+):
+    """A run started with a relative ``data.root`` evaluates and resumes from any directory;
+    when its data move, ``eval --data`` and ``run --resume --data`` point it at them."""
+    write_faces(tmp_path / "faces")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = face_run(cli, Path("faces"), tmp_path / "run", *FOLDERS)
+    assert code == 0, err
+    stored = (tmp_path / "run" / "config.yaml").read_text()
+    assert f"root: {tmp_path / 'faces'}\n" in stored
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, out, err = cli("eval", str(tmp_path / "run" / "final.pt"), "--quiet")
+    assert code == 0, err
+    assert "note:" not in out and "accuracy: " in out
+    moved = shutil.move(tmp_path / "faces", tmp_path / "moved")
+    error_line(
+        cli("eval", str(tmp_path / "run" / "final.pt"), "--quiet"),
+        f"data root {tmp_path / 'faces'} does not exist: pass --data DIR",
+    )
+    code, out, err = cli("eval", str(tmp_path / "run" / "final.pt"), "--data", "../moved")
+    assert code == 0, err
+    assert "note: evaluating on other data than the run used" in out
+    code, out, err = cli("run", "--resume", str(tmp_path / "run"), "--data", str(moved))
+    assert code == 0, err
+    assert f"root: {moved}\n" in (tmp_path / "run" / "config.yaml").read_text()
