@@ -6,10 +6,12 @@ registries) and the engine's mechanism (channel groups, the planner, measurement
 
 from __future__ import annotations
 
+import copy
 import difflib
 import inspect
+import itertools
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, Literal
@@ -21,12 +23,20 @@ from tabulate import tabulate
 from torch import nn
 
 from prunekit.criteria.base import Criterion
+from prunekit.engine.describe import Description, description
 from prunekit.engine.groups import ROOT_TYPES, ChannelGroup, build_graph, find_groups
 from prunekit.engine.integrity import Snapshot, check_runs, output_shapes
+from prunekit.engine.latency_table import (
+    Forecast,
+    LatencyTable,
+    LatencyTiming,
+    Measure,
+    build_table,
+)
 from prunekit.engine.measure import mac_positions
 from prunekit.engine.persistence import remember_unpruned
 from prunekit.engine.planner import PLANNERS, CostModel, Limits, Plan, RoundTo
-from prunekit.engine.target import METRICS, Target
+from prunekit.engine.target import TARGETS, Target
 from prunekit.errors import PrunekitError
 from prunekit.registry import CRITERIA, SCHEDULES
 from prunekit.schedules.base import Schedule
@@ -39,7 +49,9 @@ class PruneSettings(Settings):
     target: Target = Field(
         Target(params=0.4),
         description="What to remove, relative to the unpruned model: exactly one of `params`, "
-        "`macs`, `channels`, a fraction strictly between 0 and 1. Replaced whole by an override "
+        "`macs`, `channels`, a fraction strictly between 0 and 1 to remove, or `latency`, the "
+        "ratio strictly between 0 and 1 of the parent's measured latency to keep "
+        "(`{latency: 0.6}`: at most 60% of its time). Replaced whole by an override "
         "(`{macs: 0.3}` drops the default `params`).",
     )
     steps: int = Field(
@@ -61,6 +73,18 @@ class PruneSettings(Settings):
 
 #: the Pruner's defaults, declared once by :class:`PruneSettings`
 DEFAULT = PruneSettings()
+
+#: a latency step whose measured ratio is further than this from both its goal and its
+#: prediction is undone and planned again with the corrected forecast ...
+TOLERANCE = 0.01
+#: ... at most this often
+CORRECTIONS = 2
+
+
+def _mispredicted(measured: float, predicted: float, goal: float) -> bool:
+    """Whether a latency step missed its goal because its prediction was wrong (planning
+    again with the corrected forecast then lands closer), rather than by the rounding."""
+    return abs(measured - goal) > TOLERANCE and abs(measured - predicted) > TOLERANCE
 
 
 def make_criterion(
@@ -133,8 +157,12 @@ class StepReport:
 
     ``planned`` holds the schedule's cumulative target fraction and the planner's predicted
     fractions; ``achieved`` the fractions measured on the pruned model (all relative to the
-    unpruned model). ``layers`` maps each conv/linear layer to ``[out_before, out_after]``;
+    unpruned model; with a latency target both hold ``latency``, the fraction of the parent's
+    time removed). ``layers`` maps each conv/linear layer to ``[out_before, out_after]``;
     ``removed`` maps module names to the removed indices per side (``"out"``/``"in"``).
+    ``predicted_latency`` and ``measured_latency`` are the pruned model's time as a ratio to
+    the parent's, as the corrected latency table predicted it and as it was measured (None
+    without a latency target).
     """
 
     step: int
@@ -147,6 +175,8 @@ class StepReport:
     channels: int
     layers: dict[str, list[int]]
     removed: dict[str, dict[str, list[int]]] = field(repr=False)
+    predicted_latency: float | None = None
+    measured_latency: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data for logs and checkpoints."""
@@ -155,9 +185,15 @@ class StepReport:
     def __str__(self) -> str:
         rows = [
             [m, f"{self.planned.get(m, float('nan')):.4f}", f"{self.achieved[m]:.4f}"]
-            for m in METRICS
+            for m in TARGETS
+            if m in self.achieved
         ]
         head = f"step {self.step}/{self.steps}: params={self.params:,} macs={self.macs:,}"
+        if self.measured_latency is not None:
+            head += (
+                f" latency ratio={self.measured_latency:.3f} "
+                f"(predicted {self.predicted_latency:.3f})"
+            )
         changed = [[n, b, a] for n, (b, a) in self.layers.items() if b != a]
         table = tabulate(rows, headers=["removed", "planned", "achieved"], tablefmt="simple")
         layers = tabulate(changed, headers=["layer", "before", "after"], tablefmt="simple")
@@ -177,6 +213,17 @@ class Pruner:
     pruned consistently are left whole with a warning; :attr:`left_whole` maps their root
     layers to the reason. A step whose pruned model does not run on ``example_inputs``, or
     returns other shapes, is undone and raises :class:`PrunekitError`.
+
+    A ``latency`` target is timed as ``latency`` says (a :class:`LatencyTiming` mapping:
+    ``batch_size``, ``repeats``, ``warmup``, ``threads``, ``device``, ...; default
+    :mod:`prunekit.latency`'s settings on the model's device, with the example inputs). The
+    Pruner builds (or reads from its cache) a latency table of the model, plans with it, and
+    after each step times the pruned model against a copy of the parent, scaling the
+    predicted savings by measured / predicted: a step that missed its share because the
+    prediction was off (by more than :data:`TOLERANCE`) is undone and planned again
+    (:data:`CORRECTIONS` times at most; from the second time on with the scale interpolated
+    between the tries), and the next step starts from the corrected forecast.
+    ``measure`` replaces the timing (tests inject a deterministic one).
     """
 
     def __init__(
@@ -194,6 +241,8 @@ class Pruner:
         seed: int = 0,
         criterion_options: dict[str, Any] | None = None,
         prune_outputs: bool = False,
+        latency: Mapping[str, Any] | None = None,
+        measure: Measure | None = None,
     ) -> None:
         self.settings = PruneSettings(
             target=Target.parse(target),
@@ -233,8 +282,36 @@ class Pruner:
         remember_unpruned(model)  # what checkpoints of the pruned model fit
         #: unit count of every group before pruning (``round_to="auto"`` decides from it)
         self.widths = {g.name: g.num_units for g in self.groups}
+        #: the latency table and the forecast made from it (None without a latency target)
+        self.latency_table: LatencyTable | None = None
+        self._forecast: Forecast | None = None
+        if self.target.metric == "latency":
+            self._time_against_parent(latency, measure)
+        elif latency is not None or measure is not None:
+            raise PrunekitError(
+                f"latency= and measure= time a latency target, but the target is {self.target}"
+            )
         self.base = self._cost().totals()
         self._check_reachable()
+
+    def _time_against_parent(
+        self, latency: Mapping[str, Any] | None, measure: Measure | None
+    ) -> None:
+        """Keep a copy of the parent to time against, and build the latency table."""
+        self.timing = LatencyTiming(**(latency or {}))
+        device = self.timing.resolved_device(self.model)
+        self._measure = measure or self.timing.measure(self.example_inputs, device)
+        self.parent = copy.deepcopy(self.model)
+        self.latency_table = build_table(
+            self.model,
+            self.groups,
+            self.limits,
+            self.widths,
+            self._measure,
+            self.timing.key(self.example_inputs, device),
+            self.timing,
+        )
+        self._forecast = Forecast(self.latency_table)
 
     # ------------------------------------------------------------------ state
     @property
@@ -268,12 +345,19 @@ class Pruner:
             for handle in handles:
                 handle.remove()
 
+    def describe(self) -> Description:
+        """Every channel group (its layers, units, floor and rounding) and every layer left out
+        of them with the reason; ``.as_dict()`` is JSON data (``prunekit inspect`` prints it)."""
+        return description(
+            self.graph, self.ignored_layers, self.limits, self.widths, self.prune_outputs
+        )
+
     def state_dict(self) -> dict[str, Any]:
         """Plain data to resume pruning on a reloaded model (see :func:`prunekit.save`)."""
         return {
             "step_index": self.step_index,
             "steps": self.steps,
-            "target": {self.target.metric: self.target.fraction},
+            "target": self.target.model_dump(),
             "scope": self.scope,
             "criterion": self.criterion_name,
             "schedule": self.schedule_name,
@@ -303,6 +387,9 @@ class Pruner:
         self._channel_plan = state.get("channel_plan")
         self.history = list(state.get("history", []))
         self.kept = {k: [int(i) for i in v] for k, v in state.get("kept", {}).items()}
+        if self._forecast is not None and self.history:
+            # the table was timed on this (pruned) model: its times relative to the parent's
+            self._forecast = Forecast(self.latency_table, base=self._measured_ratio())
 
     # ------------------------------------------------------------------ scoring
     def accumulate(self) -> None:
@@ -332,18 +419,32 @@ class Pruner:
         n = self.step_index + 1
         layers_before = self._layer_channels()
         scores = self.criterion.scores(self.groups, self.step_index)
-        cost = self._cost()
         channel_plan = self._channel_plan
-        metric, amount, fraction = self._goal(n, cost, scores)
-        plan = PLANNERS[self.scope](cost, scores, metric, amount, self.limits)
-        predicted = self._fractions(cost.totals())
-        undo = Snapshot(self.graph)
-        try:
-            removed = self._execute(plan, n)
-        except BaseException:  # a failed check, torch-pruning's own error, an interrupt
-            undo.restore()
-            self._channel_plan = channel_plan
-            raise
+        tries: list[tuple[float, float]] = []  # this step's (scale planned with, measured)
+        for attempt in itertools.count():
+            cost = self._cost()
+            metric, amount, fraction = self._goal(n, cost, scores)
+            plan = PLANNERS[self.scope](cost, scores, metric, amount, self.limits)
+            predicted = self._fractions(cost.totals())
+            scale = None if self._forecast is None else self._forecast.scale
+            undo = Snapshot(self.graph)
+            try:
+                removed = self._execute(plan, n)
+                measured = self._measure_latency(cost)
+            except BaseException:  # a failed check, torch-pruning's own error, an interrupt
+                undo.restore()
+                self._channel_plan = channel_plan
+                raise
+            if (
+                metric != "latency"
+                or attempt == CORRECTIONS
+                or not _mispredicted(measured, 1.0 - predicted["latency"], 1.0 - fraction)
+            ):
+                break
+            tries.append((scale, measured))
+            if len(tries) >= 2:
+                self._forecast = self._forecast.toward(tries, 1.0 - fraction)
+            undo.restore()  # and plan again with the corrected forecast
         self._track_kept(removed, layers_before)
         self.criterion.reset()
         self.step_index = n
@@ -351,6 +452,8 @@ class Pruner:
         # exact (the tests check it against measure()) and saves a forward pass
         now = self._cost().totals()
         achieved = self._fractions(now)
+        if measured is not None:
+            achieved["latency"] = 1.0 - measured
         layers_after = self._layer_channels()
         report = StepReport(
             step=n,
@@ -363,6 +466,8 @@ class Pruner:
             channels=now["channels"],
             layers={k: [v, layers_after.get(k, 0)] for k, v in layers_before.items()},
             removed=removed,
+            predicted_latency=None if measured is None else 1.0 - predicted["latency"],
+            measured_latency=measured,
         )
         self.history.append({"step": n, "planned": report.planned, "achieved": achieved})
         return report
@@ -387,6 +492,23 @@ class Pruner:
             return "channels", float(want - done), fraction
         fraction = target if n == self.steps else self.schedule.fraction(n, self.steps, target)
         return metric, current[metric] - (1 - fraction) * self.base[metric], fraction
+
+    def _measure_latency(self, cost: CostModel) -> float | None:
+        """The pruned model's time as a ratio to the parent's, timed in interleaved rounds with
+        it (None without a latency target); ``cost``, the plan's, is what was predicted, and
+        the forecast is corrected by the difference."""
+        if self._forecast is None:
+            return None
+        parent_ms, model_ms = self._measure(
+            [self.parent, self.model], self.timing.batch_size, self.timing.repeats
+        )
+        measured = self._forecast.base * model_ms / parent_ms
+        self._forecast = self._forecast.corrected(cost.latency(), measured)
+        return measured
+
+    def _measured_ratio(self) -> float:
+        """The last step's measured latency ratio (1.0 before any step)."""
+        return 1.0 - self.history[-1]["achieved"]["latency"] if self.history else 1.0
 
     def _execute(self, plan: Plan, n: int) -> dict[str, dict[str, list[int]]]:
         """Remove the planned units, then check that the model still runs on the example inputs
@@ -441,10 +563,10 @@ class Pruner:
         return groups
 
     def _cost(self) -> CostModel:
-        return CostModel(self.model, self.groups, self.positions, self.widths)
+        return CostModel(self.model, self.groups, self.positions, self.widths, self._forecast)
 
-    def _fractions(self, totals: dict[str, int]) -> dict[str, float]:
-        return {m: 1.0 - totals[m] / self.base[m] if self.base[m] else 0.0 for m in METRICS}
+    def _fractions(self, totals: dict[str, float]) -> dict[str, float]:
+        return {m: 1.0 - totals[m] / self.base[m] if self.base[m] else 0.0 for m in totals}
 
     def _layer_channels(self) -> dict[str, int]:
         return {
@@ -456,10 +578,18 @@ class Pruner:
     def _check_reachable(self) -> None:
         metric, target = self.target.metric, self.target.fraction
         cost = self._cost()
+        times = cost.times or [None] * len(self.groups)
         for g, group in enumerate(self.groups):
-            keep = self.limits.min_kept(group.num_units, group.min_units, self.widths[group.name])
-            cost.remove(g, list(range(group.num_units - keep)))
+            width = self.widths[group.name]
+            kept = self.limits.kept_sequence(group.num_units, group.min_units, width, times[g])
+            cost.remove(g, list(range(group.num_units - kept[-1])) if kept else [])
         reachable = 1.0 - cost.totals()[metric] / self.base[metric]
+        if target > reachable + 1e-12 and metric == "latency":
+            raise PrunekitError(
+                f"target {self.target} is out of reach: at best latency={1 - reachable:.3f} "
+                "of the parent's time, by its latency table (ignored layers, outputs and "
+                "min_channels keep the rest); raise the ratio"
+            )
         if target > reachable + 1e-12:
             raise PrunekitError(
                 f"target {self.target} is out of reach: at most {metric}={reachable:.3f} can be "

@@ -1,4 +1,4 @@
-"""The ``prunekit`` command line: list, run, compare, report, eval, latency, export.
+"""The ``prunekit`` command line: list, run, compare, report, eval, latency, export, inspect.
 
 Every :class:`~prunekit.PrunekitError` becomes one line ``prunekit: error: ...`` and exit
 status 2; an interrupted command exits with 130. Each command imports what it needs (torch
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prunekit.errors import PrunekitError
+from prunekit.reporting.inspect import FORMATS as INSPECT_FORMATS
 from prunekit.reporting.tables import FORMATS
 from prunekit.runner.interrupt import Interrupted, raise_on_signals
 
@@ -189,7 +190,14 @@ def _latency(args: argparse.Namespace) -> int:
     from prunekit.runner.speed import speed_table
 
     batches = _int_list(args.batch, "--batch")
-    table = speed_table(Path(args.folder), batches, args.threads, args.device, repeats=args.repeats)
+    table = speed_table(
+        Path(args.folder),
+        batches,
+        args.threads,
+        args.device,
+        repeats=args.repeats,
+        runtime=args.runtime,
+    )
     text = table.render(args.format)
     if args.out:
         atomic.write_text(args.out, text)
@@ -214,6 +222,33 @@ def _export(args: argparse.Namespace) -> int:
         Path(args.source), args.format, args.out and Path(args.out), args.task, fuse=args.fuse
     )
     print(f"exported {out} (matches PyTorch to {export.TOLERANCE:g} on random inputs)")
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from prunekit.reporting.inspect import render
+    from prunekit.runner import inspect
+
+    if ":" not in args.target:
+        if args.input_shape is not None:
+            raise PrunekitError(
+                f"--input-shape is for a module:function: task {args.target!r} gives its own "
+                "example inputs"
+            )
+        found = inspect.describe_task(args.target, args.config, args.set, args.preset, args.data)
+    else:
+        task_flags = {
+            "--config": args.config,
+            "--set": args.set,
+            "--preset": args.preset,
+            "--data": args.data,
+        }
+        given = [flag for flag, value in task_flags.items() if value]
+        if given:
+            raise PrunekitError(f"{given[0]} configures a task, not the factory {args.target!r}")
+        shape = None if args.input_shape is None else _int_list(args.input_shape, "--input-shape")
+        found = inspect.describe_factory(args.target, shape)
+    print(render(found, args.format), end="")
     return 0
 
 
@@ -308,9 +343,14 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("latency", help="time every checkpoint of a run or comparison")
     p.add_argument("folder", metavar="RUN_DIR|COMPARE_DIR")
     p.add_argument("--batch", default="1,32", help="batch sizes (default 1,32)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    p.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     p.add_argument("--repeats", type=int, default=9, help="timed passes per batch size")
+    p.add_argument(
+        "--runtime",
+        default="torch",
+        help="torch (eager) or onnxruntime (exported, BatchNorms folded; default torch)",
+    )
     p.add_argument("--format", choices=FORMATS, default="plain")
     p.add_argument("--out", metavar="FILE", help="also write the table to FILE")
     p.set_defaults(command=_latency)
@@ -327,6 +367,22 @@ def _parser() -> argparse.ArgumentParser:
         help="keep the BatchNorms (default: fold them into the layers before them)",
     )
     p.set_defaults(command=_export)
+
+    p = sub.add_parser("inspect", help="show a model's channel groups and why layers are left out")
+    p.add_argument("target", metavar="TASK|MODULE:FUNCTION", help="a task, or a model factory")
+    p.add_argument(
+        "--input-shape",
+        metavar="SHAPE",
+        help="shape of a factory's random example input (default 1,3,224,224)",
+    )
+    p.add_argument("--preset", help="a named configuration the task ships")
+    p.add_argument("--config", metavar="FILE", help="YAML file of the task's config overrides")
+    p.add_argument("--data", metavar="DIR", help="dataset folder, for tasks that read one")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="any config key (YAML)"
+    )
+    p.add_argument("--format", choices=INSPECT_FORMATS, default="plain")
+    p.set_defaults(command=_inspect)
     return parser
 
 

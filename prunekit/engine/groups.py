@@ -405,14 +405,18 @@ def find_groups(
     ignored_layers: list[nn.Module],
     prune_outputs: bool = False,
     left_whole: dict[str, str] | None = None,
+    skipped: dict[str, str] | None = None,
 ) -> list[ChannelGroup]:
     """All prunable channel groups of the traced model.
 
     Groups whose channels reach the model's output are skipped unless ``prune_outputs``: a
     pruned output would silently change what the model returns. Groups that cannot be pruned
     consistently (see :func:`_unprunable`) are skipped too; ``left_whole`` receives their root
-    layer's name and the reason.
+    layer's name and the reason. ``skipped`` receives the same for the groups skipped without
+    a warning: those reaching the output and the grouped convs that cannot be merged (see
+    :func:`_merge_grouped`), so that :mod:`prunekit.engine.describe` can say why.
     """
+    skipped = {} if skipped is None else skipped
     names = module_names(graph)
     _sync_offsets(graph)
     try:
@@ -448,6 +452,7 @@ def find_groups(
     usable = []
     for group in raw:
         if not prune_outputs and touches_output(group):
+            skipped[names[group.items[0].dep.target.module]] = "its channels reach the model output"
             continue
         reason = _unprunable(group, graph, names)
         if reason is None:
@@ -457,6 +462,7 @@ def find_groups(
     # the group that owns each grouped conv's output channels
     out_group_of = {m: g for g in usable for m in members(g, "out") if is_grouped(m)}
     children = {id(g) for g in out_group_of.values()}
+    unmerged: dict[nn.Module, str] = {}  # grouped conv -> the root of its skipped producer group
 
     result: list[ChannelGroup] = []
     for group in usable:
@@ -468,12 +474,26 @@ def find_groups(
         num_units = len(root_item.idxs)
         if grouped_inputs:
             merged = _merge_grouped(group, grouped_inputs, out_group_of, names)
-            if merged is None:
+            if isinstance(merged, str):
+                root = names[root_item.dep.target.module]
+                skipped[root] = merged
+                unmerged.update(dict.fromkeys(grouped_inputs, root))
                 continue
             parts, num_units = merged
         slices = _slices(parts, num_units, graph)
         floor = 2 if grouped_inputs else 1
         result.append(ChannelGroup(names[parts[0].root], num_units, slices, parts, graph, floor))
+    merged_roots = {names[p.root] for g in result for p in g.parts}
+    for conv, child in out_group_of.items():
+        root = names[child.items[0].dep.target.module]
+        if root not in merged_roots:
+            producer = unmerged.get(conv)
+            those = f"the group of {producer!r} is" if producer else "those are"
+            skipped.setdefault(
+                root,
+                f"the grouped conv {names[conv]!r} loses output channels only with whole groups "
+                f"of its input channels, and {those} not prunable",
+            )
     return result
 
 
@@ -570,20 +590,31 @@ def _merge_grouped(
     convs: list[nn.Module],
     out_group_of: dict[nn.Module, Any],
     names: dict[nn.Module, str],
-) -> tuple[list[_Part], int] | None:
+) -> tuple[list[_Part], int] | str:
     """Merge a producer group with the output groups of the grouped convs it feeds.
 
-    Returns ``None`` (group not prunable) when a grouped conv's outputs cannot be pruned
-    (ignored, or reaching the model output) or the convs disagree on the number of groups.
+    Returns why the group is not prunable instead when a grouped conv's outputs cannot be
+    pruned (ignored, or reaching the model output), the convs disagree on the number of groups
+    or a conv does not see the group's channels one to one.
     """
     groups = {c.groups for c in convs}
     root_item = group.items[0]
     channels = len(root_item.idxs)
-    if len(groups) != 1 or any(c.in_channels != channels for c in convs):
-        return None
+    if len(groups) != 1:
+        each = ", ".join(f"{names[c]!r} has {c.groups}" for c in convs)
+        return f"the grouped convs reading its channels disagree on the number of groups ({each})"
+    for conv in convs:
+        if conv.in_channels != channels:
+            return (
+                f"the grouped conv {names[conv]!r} reads {conv.in_channels} channels, not the "
+                f"group's {channels} (through a concat?)"
+            )
     for item in group.items:
         if item.dep.target.module in convs and list(item.idxs) != list(item.root_idxs):
-            return None  # the conv sees the channels re-ordered (e.g. through a concat)
+            return (
+                f"the grouped conv {names[item.dep.target.module]!r} sees its channels re-ordered "
+                "(through a concat?)"
+            )
     n_groups = groups.pop()
     parts = [
         _Part(root_item.dep.target.module, root_item.dep.handler, channels // n_groups, group.items)
@@ -591,10 +622,15 @@ def _merge_grouped(
     for conv in convs:
         child = out_group_of.get(conv)
         if child is None:
-            return None
+            return (
+                f"the output channels of the grouped conv {names[conv]!r} it feeds are not prunable"
+            )
         child_root = child.items[0]
         if child_root.dep.target.module is not conv:
-            return None
+            return (
+                f"the output channels of the grouped conv {names[conv]!r} it feeds are coupled "
+                f"with those of {names[child_root.dep.target.module]!r}"
+            )
         parts.append(
             _Part(conv, child_root.dep.handler, conv.out_channels // n_groups, child.items)
         )

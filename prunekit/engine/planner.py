@@ -5,6 +5,9 @@ sizes along each dimension, so removing a channel that is both an output of one 
 input of the next is counted once, and MACs follow from weight sizes (see
 :func:`prunekit.engine.measure.mac_positions`). Predictions therefore equal what
 :func:`prunekit.measure` reports after the physical removal.
+
+Latency cannot be counted: it is predicted from a measured table
+(:mod:`prunekit.engine.latency_table`), and the Pruner corrects the prediction by measuring.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import torch
 from torch import nn
 
 from prunekit.engine.groups import ChannelGroup
+from prunekit.engine.latency_table import Forecast
 
 Plan = dict[int, list[int]]  # group index -> units to remove
 
@@ -33,6 +37,11 @@ AUTO_ROUND = 8
 AUTO_MIN_UNITS = 64
 
 RoundTo = int | str | None  # an int >= 1, "auto" or None (no rounding)
+
+#: ``round_to="auto"`` with a latency table: a kept count must be faster than every larger one
+#: by more than this fraction of the parent's time, or it lies on a flat step of the table
+#: (its units would go for nothing)
+FLAT = 1e-3
 
 
 @dataclass(frozen=True)
@@ -56,22 +65,52 @@ class Limits:
         low = math.ceil(low / r) * r
         return n if low >= n else low
 
-    def kept_sequence(self, n: int, floor: int = 1, width: int | None = None) -> list[int]:
-        """Allowed kept counts below ``n`` in decreasing order (each a multiple of round_to)."""
+    def kept_sequence(
+        self,
+        n: int,
+        floor: int = 1,
+        width: int | None = None,
+        times: Sequence[float] | None = None,
+    ) -> list[int]:
+        """Allowed kept counts below ``n`` in decreasing order (each a multiple of round_to).
+
+        ``times[k]`` is the model's predicted time with ``k`` units kept (a latency table's);
+        with it, ``round_to="auto"`` also drops the counts no faster than a larger one.
+        """
         r = self.rounding(width or n)
         low = self.min_kept(n, floor, width)
         first = (n - 1) // r * r
-        return list(range(first, low - 1, -r)) if low < n else []
+        counts = list(range(first, low - 1, -r)) if low < n else []
+        if times is None or self.round_to != "auto":
+            return counts
+        faster, best = [], times[n]
+        for k in counts:
+            if times[k] < best - FLAT:
+                faster.append(k)
+                best = times[k]
+        return faster
 
-    def kept_at(self, n: int, fraction: float, floor: int = 1, width: int | None = None) -> int:
-        """Units kept when removing ``fraction`` of ``n`` (local scope), rounded and clamped."""
+    def kept_at(
+        self,
+        n: int,
+        fraction: float,
+        floor: int = 1,
+        width: int | None = None,
+        times: Sequence[float] | None = None,
+    ) -> int:
+        """Units kept when removing ``fraction`` of ``n`` (local scope), rounded and clamped;
+        a count on a flat step of ``times`` is raised to the top of the step (the same time)."""
         r = self.rounding(width or n)
         kept = r * round(n * (1.0 - fraction) / r)
-        return n if kept >= n else max(self.min_kept(n, floor, width), kept)
+        kept = n if kept >= n else max(self.min_kept(n, floor, width), kept)
+        if kept == n or times is None:
+            return kept
+        return min(k for k in [n, *self.kept_sequence(n, floor, width, times)] if k >= kept)
 
 
 class CostModel:
-    """Exact params / MACs / channels of a model as units are removed (nothing is modified).
+    """Exact params / MACs / channels of a model as units are removed (nothing is modified),
+    and with a ``latency`` forecast its predicted time as a fraction of the parent's.
 
     ``widths`` maps group names to their unit counts before pruning (default: the current ones).
     """
@@ -82,6 +121,7 @@ class CostModel:
         groups: Sequence[ChannelGroup],
         positions: dict[nn.Module, int],
         widths: Mapping[str, int] | None = None,
+        latency: Forecast | None = None,
     ) -> None:
         self._index: dict[int, int] = {}
         self.shapes: list[list[int]] = []
@@ -99,6 +139,18 @@ class CostModel:
         self.floors = [g.min_units for g in groups]
         self.widths = [(widths or {}).get(g.name, g.num_units) for g in groups]
         self.channels = sum(self.units)
+        self.forecast = latency
+        #: per group, the table's time with ``k`` units kept, for every ``k`` up to its units
+        self.times = (
+            None if latency is None else [latency.table.times(g.name, g.num_units) for g in groups]
+        )
+
+    def latency(self, units: Sequence[int] | None = None) -> float:
+        """The predicted time, as a fraction of the parent's, with ``units`` kept per group
+        (default: the current ones); only with a latency forecast."""
+        assert self.forecast is not None and self.times is not None
+        units = self.units if units is None else units
+        return self.forecast.ratio(math.prod(t[u] for t, u in zip(self.times, units, strict=True)))
 
     def _add_params(self, model: nn.Module, positions: dict[nn.Module, int]) -> None:
         for module in model.modules():
@@ -110,17 +162,19 @@ class CostModel:
                 is_weight = name == "weight" and module in positions
                 self.macs_per_elem.append(positions[module] if is_weight else 0)
 
-    def totals(self) -> dict[str, int]:
-        """Current params, MACs and prunable channels."""
+    def totals(self) -> dict[str, float]:
+        """Current params, MACs and prunable channels (and the predicted latency ratio)."""
         params = macs = 0
         for shape, per in zip(self.shapes, self.macs_per_elem, strict=True):
             numel = math.prod(shape)
             params += numel
             macs += numel * per
-        return {"params": params, "macs": macs, "channels": self.channels}
+        totals = {"params": params, "macs": macs, "channels": self.channels}
+        return totals if self.forecast is None else {**totals, "latency": self.latency()}
 
-    def remove(self, group: int, units: Sequence[int]) -> dict[str, int]:
+    def remove(self, group: int, units: Sequence[int]) -> dict[str, float]:
         """Apply the removal of ``units`` of ``group``; return the decrease of each metric."""
+        was = None if self.forecast is None else self.latency()
         touched: dict[int, int] = {}
         for t, dim, counts in self.unit_costs[group]:
             gone = sum(counts[u] for u in units)
@@ -134,7 +188,8 @@ class CostModel:
             macs += d * self.macs_per_elem[t]
         self.units[group] -= len(units)
         self.channels -= len(units)
-        return {"params": params, "macs": macs, "channels": len(units)}
+        decrease = {"params": params, "macs": macs, "channels": len(units)}
+        return decrease if was is None else {**decrease, "latency": was - self.latency()}
 
 
 def plan_global(
@@ -143,12 +198,14 @@ def plan_global(
     """Remove the globally lowest-scoring units until ``amount`` of ``metric`` is gone.
 
     With ``round_to`` units go in chunks that keep each group a multiple of it; a chunk is
-    ranked by the mean score of its units.
+    ranked by the mean score of its units, and for ``latency`` by its mean score per share of
+    the time it saves: a chunk that saves no time goes last, however low its score.
     """
     orders = [torch.argsort(s, stable=True).tolist() for s in scores]
+    times = _times(cost, len(orders))
     kepts = [
-        limits.kept_sequence(len(o), f, w)
-        for o, f, w in zip(orders, cost.floors, cost.widths, strict=True)
+        limits.kept_sequence(len(o), f, w, t)
+        for o, f, w, t in zip(orders, cost.floors, cost.widths, times, strict=True)
     ]
     removed: list[int] = [0] * len(orders)
     heap: list[tuple[float, int, int]] = []
@@ -157,7 +214,12 @@ def plan_global(
         if step < len(kepts[g]):
             lo, hi = removed[g], len(orders[g]) - kepts[g][step]
             chunk = orders[g][lo:hi]
-            heapq.heappush(heap, (float(scores[g][chunk].mean()), g, step))
+            rank = float(scores[g][chunk].mean())
+            t = times[g]
+            if metric == "latency" and t is not None:  # per share of time saved by each unit
+                saved = 1.0 - t[len(orders[g]) - hi] / t[len(orders[g]) - lo]
+                rank = rank * len(chunk) / saved if saved > 0 else math.inf
+            heapq.heappush(heap, (rank, g, step))
 
     for g in range(len(orders)):
         push(g, 0)
@@ -178,9 +240,11 @@ def plan_local(
 ) -> Plan:
     """Remove the same fraction of every group (its lowest-scoring units) to reach ``amount``.
 
-    The fraction is the smallest one (found by bisection) whose removal reaches ``amount``.
+    The fraction is the smallest one (found by bisection) whose removal reaches ``amount``
+    (for ``latency``: whose predicted time meets it).
     """
     orders = [torch.argsort(s, stable=True).tolist() for s in scores]
+    times = _times(cost, len(orders))
     # elements removed from (tensor, dim) by the first c units of a group, for every c
     prefixes = [
         [
@@ -192,11 +256,13 @@ def plan_local(
 
     def counts(p: float) -> list[int]:
         return [
-            len(o) - limits.kept_at(len(o), p, f, w)
-            for o, f, w in zip(orders, cost.floors, cost.widths, strict=True)
+            len(o) - limits.kept_at(len(o), p, f, w, t)
+            for o, f, w, t in zip(orders, cost.floors, cost.widths, times, strict=True)
         ]
 
     def reduction(p: float) -> float:
+        if metric == "latency":
+            return cost.latency() - cost.latency([u - c for u, c in zip(cost.units, counts(p))])
         shapes: dict[int, list[int]] = {}
         for g, c in enumerate(counts(p)):
             for t, dim, prefix in prefixes[g]:
@@ -222,6 +288,11 @@ def plan_local(
             cost.remove(g, order[:c])
             plan[g] = order[:c]
     return plan
+
+
+def _times(cost: CostModel, groups: int) -> list[Sequence[float] | None]:
+    """Per group, the latency table's times by kept count (``None`` without a table)."""
+    return list(cost.times) if cost.times is not None else [None] * groups
 
 
 PLANNERS = {"global": plan_global, "local": plan_local}

@@ -1,4 +1,5 @@
-"""What to remove: a fraction of the model's parameters, MACs or prunable channels."""
+"""What to remove: a fraction of the model's parameters, MACs or prunable channels, or of its
+measured latency."""
 
 from __future__ import annotations
 
@@ -9,59 +10,74 @@ from pydantic import Field, model_serializer, model_validator
 from prunekit.errors import PrunekitError
 from prunekit.settings import Settings
 
+#: the metrics the planner counts exactly
 METRICS = ("params", "macs", "channels")
+#: every key a target accepts: the counted metrics, then the measured one
+TARGETS = (*METRICS, "latency")
 
-#: a fraction of a metric to remove: strictly between 0 and 1
+#: a share strictly between 0 and 1
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 _FRACTION = {"allowed": "a fraction in (0, 1)"}
+_RATIO = {"allowed": "a ratio in (0, 1) of the pruned model's latency to the parent's"}
 
 
 class Target(Settings):
-    """A pruning target: the fraction of ONE metric to remove, relative to the unpruned model.
+    """A pruning target for ONE metric, relative to the unpruned model.
 
-    * ``params``: every element of every ``nn.Parameter`` of the model (weights, biases,
-      BatchNorm affine terms, PReLU slopes; ignored layers included; buffers such as BatchNorm
-      running statistics are not counted).
-    * ``macs``: multiply-accumulates of all convolutions and linear layers for one forward pass
-      of the example inputs (``positions x kept weight elements``; biases, norms and activations
-      are not counted).
-    * ``channels``: output channels of the prunable dependency groups (one per group root).
+    * ``params``: the fraction of every element of every ``nn.Parameter`` to remove (weights,
+      biases, BatchNorm affine terms, PReLU slopes; ignored layers included; buffers such as
+      BatchNorm running statistics are not counted).
+    * ``macs``: the fraction of multiply-accumulates of all convolutions and linear layers for
+      one forward pass of the example inputs to remove (``positions x kept weight elements``;
+      biases, norms and activations are not counted).
+    * ``channels``: the fraction of output channels of the prunable dependency groups (one per
+      group root) to remove.
+    * ``latency``: unlike the others, the ratio to KEEP: ``latency=0.6`` means a measured
+      forward pass takes at most 60% of the parent's time (40% of it removed; see
+      :attr:`fraction`).
 
-    Exactly one of the three must be given, in the open interval (0, 1).
+    Exactly one of the four must be given, in the open interval (0, 1).
     """
 
     model_config = Settings.model_config | {
-        "title": "a mapping of one of params, macs, channels to a fraction in (0, 1)"
+        "title": "a mapping of one of params, macs, channels to a fraction in (0, 1), or of "
+        "latency to a ratio in (0, 1)"
     }
     atomic = True
 
     params: Fraction | None = Field(None, json_schema_extra=_FRACTION)
     macs: Fraction | None = Field(None, json_schema_extra=_FRACTION)
     channels: Fraction | None = Field(None, json_schema_extra=_FRACTION)
+    latency: Fraction | None = Field(None, json_schema_extra=_RATIO)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Target:
-        if sum(v is not None for v in (self.params, self.macs, self.channels)) != 1:
+        if sum(getattr(self, m) is not None for m in TARGETS) != 1:
             raise ValueError(
                 f"name exactly one of {', '.join(METRICS)} with the fraction to remove "
-                "(e.g. params=0.4)"
+                "(e.g. params=0.4), or latency with the ratio to keep (e.g. latency=0.6)"
             )
         return self
 
     @model_serializer
     def _as_config(self) -> dict[str, float]:
-        """``{metric: fraction}``: the form a configuration holds."""
-        return {self.metric: self.fraction}
+        """``{metric: value}``: the form a configuration holds."""
+        return {self.metric: self.value}
 
     @property
     def metric(self) -> str:
         """Which metric the target is expressed in."""
-        return next(m for m in METRICS if getattr(self, m) is not None)
+        return next(m for m in TARGETS if getattr(self, m) is not None)
+
+    @property
+    def value(self) -> float:
+        """The number as given: a fraction to remove, or for ``latency`` the ratio to keep."""
+        return float(getattr(self, self.metric))
 
     @property
     def fraction(self) -> float:
-        """The fraction of :attr:`metric` to remove."""
-        return float(getattr(self, self.metric))
+        """The fraction of :attr:`metric` to remove (``1 - value`` for ``latency``)."""
+        return 1.0 - self.value if self.metric == "latency" else self.value
 
     @classmethod
     def parse(cls, text: str | dict[str, Any] | Target) -> Target:
@@ -79,12 +95,12 @@ class Target(Settings):
             number = float(value)
         except ValueError:
             number = None
-        if not sep or number is None or key.strip() not in METRICS:
+        if not sep or number is None or key.strip() not in TARGETS:
             raise PrunekitError(
                 f"target {text!r} is malformed: write METRIC=FRACTION with METRIC one of "
-                f"{'|'.join(METRICS)} (e.g. params=0.4)"
+                f"{'|'.join(METRICS)} (e.g. params=0.4), or latency=RATIO (e.g. latency=0.6)"
             )
         return {key.strip(): number}
 
     def __str__(self) -> str:
-        return f"{self.metric}={self.fraction:g}"
+        return f"{self.metric}={self.value:g}"

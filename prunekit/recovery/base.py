@@ -128,11 +128,15 @@ class Recovery:
     Subclasses declare their options as keyword arguments of ``__init__`` (``images`` among them,
     passed on to this constructor: None means :attr:`default_images`) and implement :meth:`run`.
     ``needs_parent``: :meth:`run` uses ``context.parent``. ``needs_task``: it uses
-    ``context.task``. :func:`recover` checks both before running anything.
+    ``context.task``. :func:`recover` checks both before running anything. ``extra_training``:
+    it trains the weights toward the task's own targets, training the baseline never had, so a
+    fair comparison gives the baseline the same (``baseline.control``); distilling the parent
+    does not count, since the parent distilled from itself stays what it is.
     """
 
     needs_parent: ClassVar[bool] = False
     needs_task: ClassVar[bool] = False
+    extra_training: ClassVar[bool] = False
     default_images: ClassVar[int] = 256
 
     def __init__(self, images: int | None = None) -> None:

@@ -20,6 +20,7 @@ class Finetune(Recovery):
     """
 
     needs_task = True
+    extra_training = True
     default_images = 1024
 
     def __init__(self, images: int | None = None, lr: float = 0.01) -> None:

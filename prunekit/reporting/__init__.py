@@ -1,6 +1,6 @@
 """Tables and plots shared by ``prunekit run``, ``prunekit compare`` and ``prunekit report``."""
 
-from prunekit.reporting.plots import compare_plot, run_plot
+from prunekit.reporting.plots import compare_plot, plot_title, run_plot
 from prunekit.reporting.tables import FORMATS, Table, compare_table, run_table
 from prunekit.reporting.text import counted, provenance_items
 
@@ -10,6 +10,7 @@ __all__ = [
     "compare_plot",
     "compare_table",
     "counted",
+    "plot_title",
     "provenance_items",
     "run_plot",
     "run_table",

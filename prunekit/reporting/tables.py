@@ -47,25 +47,32 @@ class Table:
             self.rows, self.headers, tablefmt=_TABULATE_FORMATS[fmt], disable_numparse=True
         )
         if self.note:
-            text += f"\n% {self.note}" if fmt == "latex" else f"\n\n{self.note}"
+            lines = self.note.splitlines()
+            text += "".join(f"\n% {x}" for x in lines) if fmt == "latex" else f"\n\n{self.note}"
         return text + "\n"
 
 
 def run_table(records: list[dict[str, Any]], primary: str, target: str) -> Table:
-    """One row per step of a run (step 0 = baseline); ``target`` is the pruned metric."""
+    """One row per step of a run (step 0 = baseline), its primary metric's change against the
+    baseline beside it; ``target`` is the pruned metric. A latency whose measurement could not
+    be trusted (the record's ``latency_note``) is marked."""
     metrics = metric_names(records, primary)
     headers = ["step", "params", "MACs", "latency (ms)", f"{target} removed: plan / got"]
+    baseline = records[0]["metrics"][primary]
     rows, flat = [], []
     for r in records:
         planned, achieved = r["planned"]["target"], r["achieved"][target]
+        change = r["metrics"][primary] - baseline
         rows.append(
             [
                 str(r["step"]) if r["step"] else "baseline",
                 size(r["params"], r["achieved"]["params"]),
                 size(r["macs"], r["achieved"]["macs"]),
-                f"{r['latency_ms']:.2f}",
+                f"{r['latency_ms']:.2f}" + (" (unreliable)" if "latency_note" in r else ""),
                 f"{planned:.1%} / {achieved:.1%}",
-                *(f"{r['metrics'][m]:.4f}" for m in metrics),
+                f"{r['metrics'][primary]:.4f}",
+                f"{change:+.4f}" if r["step"] else "-",
+                *(f"{r['metrics'][m]:.4f}" for m in metrics[1:]),
             ]
         )
         flat.append(
@@ -74,12 +81,14 @@ def run_table(records: list[dict[str, Any]], primary: str, target: str) -> Table
                 "params": r["params"],
                 "macs": r["macs"],
                 "latency_ms": r["latency_ms"],
+                **({"latency_note": r["latency_note"]} if "latency_note" in r else {}),
                 "planned_removed": planned,
                 "achieved_removed": achieved,
                 **{m: r["metrics"][m] for m in metrics},
+                f"{primary}_change": change,
             }
         )
-    return Table(headers + metrics, rows, flat)
+    return Table([*headers, primary, f"{primary} vs baseline", *metrics[1:]], rows, flat)
 
 
 def compare_table(summary: list[dict[str, Any]], primary: str) -> Table:

@@ -24,7 +24,7 @@ from prunekit import atomic
 from prunekit.errors import PrunekitError
 from prunekit.recovery import make_recovery
 from prunekit.registry import TASKS
-from prunekit.reporting import Table, compare_plot, compare_table
+from prunekit.reporting import Table, compare_plot, compare_table, plot_title
 from prunekit.runner import run
 from prunekit.runner.config import merge, validate
 from prunekit.runner.rundir import CompareDir
@@ -129,7 +129,9 @@ def compare(
             if fmt == "github":
                 text = f"# {title}\n\n{text}\n![{task.primary_metric}](compare.png)\n"
             atomic.write_text(folder.summary(name), text)
-        compare_plot(summary, task.primary_metric, folder.plot, title)
+        source = (histories[0][0][0].get("provenance") or {}).get("data.source")
+        heading = plot_title(config["task"], source, criteria, recipes)
+        compare_plot(summary, task.primary_metric, folder.plot, heading, note=title)
         return Comparison(out, summary, table)
 
 

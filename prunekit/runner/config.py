@@ -52,6 +52,14 @@ class BaselineSettings(Settings):
         "`baseline.pt`) instead of preparing the baseline: the network and the task's training "
         "state are loaded, the recipe is skipped.",
     )
+    control: bool = Field(
+        False,
+        description="At the end of the run, also give a copy of the baseline the training that "
+        "recovery gave the pruned network (the methods that train on the task's own targets, "
+        "e.g. `finetune`, step by step with the same options and budget) and report it beside "
+        "the baseline, so that a pruned model beating the baseline is not an artifact of that "
+        "extra training.",
+    )
 
 
 class PruneConfig(PruneSettings):

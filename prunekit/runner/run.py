@@ -14,6 +14,7 @@ import copy
 import functools
 import inspect
 import itertools
+import json
 import math
 import subprocess
 import time
@@ -26,15 +27,19 @@ import torch
 from torch import nn
 
 import prunekit as pk
+from prunekit import atomic
 from prunekit.device import resolve_device
 from prunekit.errors import PrunekitError
-from prunekit.latency import measure_latency
+from prunekit.latency import measure_latency, reliability
 from prunekit.recovery import RecoveryContext, make_recovery, recover
 from prunekit.registry import RECOVERIES, TASKS
-from prunekit.reporting import counted, provenance_items
-from prunekit.runner.checkpoint import restore_run, save_run
+from prunekit.reporting import counted, provenance_items, run_table
+from prunekit.runner.checkpoint import EpochFile, discard_epochs, restore_run, save_run
 from prunekit.runner.config import with_data_root
+from prunekit.runner.control import FILENAME as CONTROL
+from prunekit.runner.control import control_note
 from prunekit.runner.distributed import World, joined
+from prunekit.runner.progress import progress_line
 from prunekit.runner.report import write_report
 from prunekit.runner.rundir import RunDir, default_root
 from prunekit.runner.seeding import seed_everything, torch_settings
@@ -175,8 +180,10 @@ class _Session:
         if self.world.is_main:
             if run_dir.latest_checkpoint() is None:
                 self.save(run_dir.checkpoint(0), self.history)
+            discard_epochs(run_dir.baseline_epoch)  # step 0 holds the baseline now
             run_dir.write_log(self.history)  # the checkpoint is the truth, even after a crash
         self.echo(self._line(self.history[0]))
+        self.echo(progress_line(self.history, self.prune["steps"]))
         while not self.pruner.done and self._tolerated(self.history[-1]):
             record = self._step()
             self.history.append(record)
@@ -185,6 +192,7 @@ class _Session:
                 run_dir.append_log(record)
             self.world.barrier()
             self.echo(self._line(record))
+            self.echo(progress_line(self.history, self.prune["steps"]))
         return self._finish()
 
     def prepare_baseline(self) -> dict[str, Any]:
@@ -203,8 +211,18 @@ class _Session:
                 # measured already, on the same data; the provenance is this run's
                 return {**measured[0], "baseline": how, "provenance": self.provenance}
         else:
+            # resumable from its last epoch (a comparison's shared baseline has no run directory)
+            epoch_file = self.run_dir.baseline_epoch if self.run_dir is not None else None
+            if epoch_file is not None:
+                write = self.world.is_main
+                self.task.epoch_checkpoint = EpochFile(epoch_file, self.config, write, self.echo)
             how = self.task.prepare_baseline(self.model)
-            self._check_trained("the baseline training diverged", self._change("baseline.lr"))
+            try:
+                self._check_trained("the baseline training diverged", self._change("baseline.lr"))
+            except PrunekitError:
+                if epoch_file is not None and self.world.is_main:  # nothing there to resume
+                    discard_epochs(epoch_file)
+                raise
         return {**self._record(0, None, started), "baseline": how, "provenance": self.provenance}
 
     def _step(self) -> dict[str, Any]:
@@ -324,7 +342,7 @@ class _Session:
             return self.world.share({})
         if report is None:  # the baseline: nothing planned, nothing removed
             sizes = pk.measure(self.model, self.example)
-            achieved = {"params": 0.0, "macs": 0.0, "channels": 0.0}
+            achieved = dict.fromkeys(["params", "macs", "channels", self.pruner.target.metric], 0.0)
             planned = {"target": 0.0, **achieved}
         else:
             sizes = {"params": report.params, "macs": report.macs}
@@ -337,12 +355,16 @@ class _Session:
             threads=timing["threads"] or self.config["threads"],
             repeats=timing["repeats"],
             warmup=timing["warmup"],
+            device=self.device,
+            runtime=timing["runtime"],
         )
+        doubt = reliability(latency)  # noted only when the machine spoilt the measurement
         record = {
             "step": step,
             "params": sizes["params"],
             "macs": sizes["macs"],
             "latency_ms": latency["median_ms"],
+            **({"latency_note": f"unreliable: {doubt}"} if doubt else {}),
             "metrics": evaluate(self.task, self.model),
             "planned": planned,
             "achieved": achieved,
@@ -414,9 +436,18 @@ class _Session:
         run_dir, history = self.run_dir, self.history
         assert run_dir is not None
         best = [r for r in history if self._tolerated(r)][-1]
+        trained = [
+            n for n, m in zip(self.config["recovery"]["methods"], self.methods) if m.extra_training
+        ]
+        control = self._control(trained)
+        note = control_note(history, trained, control, self.task.primary_metric)
         if self.world.is_main:
-            write_report(run_dir, self.config, self.task, history, best, self._settings())
+            write_report(run_dir, self.config, self.task, history, best, self._settings(), note)
         self.world.barrier()
+        target = next(iter(self.config["prune"]["target"]))
+        self.echo(run_table(history, self.task.primary_metric, target).render("plain"))
+        if note:
+            self.echo(note)
         stopped = best is not history[-1]
         if stopped:
             self.echo(
@@ -425,6 +456,49 @@ class _Session:
                 f"best.pt is step {best['step']}"
             )
         return RunResult(run_dir.root, history, stopped)
+
+    def _control(self, trained: list[str]) -> dict[str, Any] | None:
+        """The control baseline's record (:mod:`~prunekit.runner.control`), trained once and
+        kept in the run directory; None where it is not asked for or there is nothing to give."""
+        steps = [r["step"] for r in self.history[1:]]
+        if not (self.config["baseline"]["control"] and trained and steps):
+            return None
+        assert self.run_dir is not None
+        path = self.run_dir.root / CONTROL
+        if path.is_file():  # a finished run re-reported: the control of the same steps holds
+            saved = json.loads(path.read_text())
+            if saved.get("steps") == steps and saved.get("methods") == trained:
+                return saved
+        started = time.perf_counter()
+        model = self.task.build_model()
+        restore_run(self.run_dir.checkpoint(0), model, self.task, rng=False)
+        model.to(self.device)
+        methods = [m for m in self.methods if m.extra_training]
+        images = 0
+        for n in steps:  # the training each step's recovery gave, in the same order and seeds
+            seed_everything(self.config["seed"] + n)
+            self.echo(f"control: the baseline given step {n}'s training ({'+'.join(trained)})")
+            reports = recover(
+                model,
+                None,
+                methods,
+                self.task.recovery_batches,
+                budget=pk.Budget(**self.config["recovery"]["budget"]),
+                task=self.task,
+                outputs=self.task.outputs,
+                inputs=self.task.model_inputs,
+                device=self.device,
+            )
+            images += sum(r.images for r in reports)
+            self.world.sync_state(model)
+        record = {"steps": steps, "methods": trained, "images": images}
+        if self.world.is_main:
+            record["metrics"] = evaluate(self.task, model)
+        record["seconds"] = round(time.perf_counter() - started, 3)
+        record = self.world.share(record)
+        if self.world.is_main:
+            atomic.write_text(path, json.dumps(record, indent=2) + "\n")
+        return record
 
     @functools.cached_property
     def provenance(self) -> dict[str, str | int]:

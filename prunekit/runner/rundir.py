@@ -63,6 +63,12 @@ class RunDir:
     def curve(self) -> Path:
         return self.root / "curve.png"
 
+    @property
+    def baseline_epoch(self) -> Path:
+        """The baseline training's last epoch (see :class:`~prunekit.runner.checkpoint.EpochFile`),
+        until step 0's checkpoint holds the baseline."""
+        return self.root / "checkpoints" / "baseline-epoch.pt"
+
     def checkpoint(self, step: int) -> Path:
         return self.root / "checkpoints" / f"step-{step}.pt"
 
@@ -100,7 +106,7 @@ class RunDir:
         return validate(data, str(self.config))
 
     def read_log(self, note: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
-        """One record per completed step, step 0 being the baseline.
+        """One record per completed step, step 0 being the baseline (at least that one).
 
         A last line without its newline that does not parse was cut short by a crash while it
         was written: it is dropped and ``note`` (default: standard error) says so, since the
@@ -127,6 +133,11 @@ class RunDir:
             if missing:
                 raise self._damaged(number, f"is not a step record (no {missing[0]!r})")
             records.append(record)
+        if not records:  # emptied by a crash or by hand: the checkpoints still hold them
+            raise PrunekitError(
+                f"{self.log} holds no step record: `prunekit run --resume {self.root}` "
+                "rewrites it from the run's checkpoints"
+            )
         return records
 
     def _damaged(self, number: int, what: str) -> PrunekitError:

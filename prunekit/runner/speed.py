@@ -4,7 +4,10 @@ Runs record a latency per step while other work may share the machine; this re-m
 checkpoint afterwards at several batch sizes and sets each latency beside the MACs it was
 supposed to save. Latency depends on the architecture only, so models with the
 same layer shapes (e.g. the seeds of a deterministic criterion) are timed once, and all of them
-in interleaved rounds so that their ratios compare like with like.
+in interleaved rounds so that their ratios compare like with like, on torch eager or on ONNX
+Runtime (exported, BatchNorms folded: as deployed). Where the machine's load or
+scattered rounds spoil a measurement (:func:`prunekit.latency.reliability`), its row says so
+instead of giving a verdict.
 """
 
 from __future__ import annotations
@@ -18,10 +21,10 @@ import numpy as np
 import torch
 
 import prunekit as pk
-from prunekit.device import resolve_device
 from prunekit.errors import PrunekitError
-from prunekit.latency import measure_latencies
+from prunekit.latency import Runtime, measure_latencies, reliability, resolve_runtime
 from prunekit.reporting.tables import Table, size
+from prunekit.reporting.text import counted
 from prunekit.runner.checkpoint import open_checkpoint
 from prunekit.runner.rundir import RunDir
 
@@ -61,11 +64,15 @@ def speed_table(
     threads: int | None = None,
     device: str = "cpu",
     repeats: int = 9,
+    runtime: Runtime = "torch",
 ) -> Table:
     """Mean params, MACs and latency per criterion and step (over seeds), each latency also as
     a ratio to the baseline's; ``goal`` says whether the largest batch meets
-    ``latency ratio <= min(1, MACs ratio + 0.10)`` and no batch is slower than the baseline."""
-    target = resolve_device(device)  # a missing CUDA is refused before any loading
+    ``latency ratio <= min(1, MACs ratio + 0.10)`` and no batch is slower than the baseline, or,
+    where the row's times or the baseline's fail :func:`~prunekit.latency.reliability`, why
+    they cannot be trusted (``goal_met`` is then None and ``unreliable`` holds the reason).
+    Every record names the ``runtime`` the models ran on and whether they were ``fused``."""
+    target = resolve_runtime(runtime, device)  # a missing runtime is refused before any loading
     entries = checkpoints(folder)
     models: dict[tuple, torch.nn.Module] = {}  # one model per architecture
     sizes: list[tuple[str, int, tuple, dict[str, int]]] = []
@@ -76,24 +83,34 @@ def speed_table(
         shapes = tuple(tuple(p.shape) for p in opened.model.parameters())
         models.setdefault(shapes, opened.model)
         sizes.append((criterion, step, shapes, pk.measure(opened.model, example)))
-    timed: dict[tuple, dict[int, float]] = {shapes: {} for shapes in models}
+    timed: dict[tuple, dict[int, dict[str, Any]]] = {shapes: {} for shapes in models}
     for b in batches:
         # interleaved rounds: every architecture is timed under the same machine conditions
-        results = measure_latencies(list(models.values()), example, b, threads, repeats, 2, target)
+        results = measure_latencies(
+            list(models.values()), example, b, threads, repeats, 2, target, runtime
+        )
         for shapes, result in zip(models, results, strict=True):
-            timed[shapes][b] = result["median_ms"]
+            timed[shapes][b] = result
     measured: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for criterion, step, shapes, size_ in sizes:
-        measured.setdefault((criterion, step), []).append({**size_, "latency": timed[shapes]})
-    base = _mean(measured[("baseline", 0)], batches)
+        measured.setdefault((criterion, step), []).append({**size_, "timed": timed[shapes]})
+    base_items = measured[("baseline", 0)]
+    base = _mean(base_items, batches)
     headers = ["criterion", "step", "models", "params", "MACs"]
     headers += [f"batch {b}: ms (ratio)" for b in batches] + ["goal"]
-    rows, records = [], []
+    rows, records, doubts = [], [], []
+    measured_on = {key: base_items[0]["timed"][batches[0]][key] for key in ("runtime", "fused")}
     for (criterion, step), items in measured.items():
         mean = _mean(items, batches)
         macs_ratio = mean["macs"] / base["macs"]
         ratios = {b: mean["latency"][b] / base["latency"][b] for b in batches}
         goal = max(ratios.values()) <= 1.0 and ratios[max(batches)] <= macs_ratio + SLACK
+        doubt = _doubt(items + base_items, batches)  # a ratio is as good as both its times
+        if doubt:
+            doubts.append(doubt)
+            verdict = f"unreliable: {doubt}"
+        else:
+            verdict = "-" if step == 0 else ("met" if goal else "NOT met")
         rows.append(
             [
                 criterion,
@@ -102,7 +119,7 @@ def speed_table(
                 size(mean["params"], 1 - mean["params"] / base["params"]),
                 size(mean["macs"], 1 - macs_ratio),
                 *(f"{mean['latency'][b]:.2f} ({ratios[b]:.3f})" for b in batches),
-                "-" if step == 0 else ("met" if goal else "NOT met"),
+                verdict,
             ]
         )
         records.append(
@@ -115,20 +132,52 @@ def speed_table(
                 "macs_ratio": macs_ratio,
                 **{f"latency_b{b}_ms": mean["latency"][b] for b in batches},
                 **{f"latency_b{b}_ratio": ratios[b] for b in batches},
-                "goal_met": goal if step else None,
+                "goal_met": goal if step and not doubt else None,
+                "unreliable": doubt,
+                **measured_on,
             }
         )
+    where = {
+        "torch": f"{target.type} latency",
+        "onnxruntime": f"ONNX Runtime {target.type.upper()}, BatchNorm folded: latency",
+    }[runtime]
     note = (
-        f"{target.type} latency, median of {repeats} interleaved passes per batch size, "
-        f"{threads or torch.get_num_threads()} thread(s); goal: no batch slower than the "
-        f"baseline and, at batch {max(batches)}, latency ratio <= MACs ratio + {SLACK:.2f}"
+        f"{where}, median of {repeats} interleaved passes per batch size, "
+        f"{_threads(base_items[0]['timed'])}; goal: no batch slower than the "
+        f"baseline and, at batch {max(batches)}, latency ratio <= MACs ratio + {SLACK:.2f}."
     )
+    if doubts:
+        single = all(r["threads"] == 1 for r in base_items[0]["timed"].values())
+        note += (
+            f"\nThe measurement could not be trusted for {len(doubts)} of "
+            f"{counted(len(rows), 'row')} ({doubts[0]}): rerun on an idle machine"
+            f"{'' if single else ' or with --threads 1'}."
+        )
     return Table(headers, rows, records, note)
+
+
+def _doubt(items: list[dict[str, Any]], batches: Sequence[int]) -> str | None:
+    """The first reason not to trust the latency of any of ``items`` at any of ``batches``."""
+    reasons = (reliability(item["timed"][b]) for item in items for b in batches)
+    return next((reason for reason in reasons if reason), None)
+
+
+def _threads(timed: dict[int, dict[str, Any]]) -> str:
+    """``2 thread(s)``, or ``1 thread(s) of 2 requested (capped to the free cores)``."""
+    used = sorted({result["threads"] for result in timed.values()})
+    requested = next(iter(timed.values()))["threads_requested"]
+    text = f"{used[0]}" if len(used) == 1 else f"{used[0]}-{used[-1]}"
+    text += " thread(s)"
+    if used[0] < requested:
+        text += f" of {requested} requested (capped to the free cores)"
+    return text
 
 
 def _mean(items: list[dict[str, Any]], batches: Sequence[int]) -> dict[str, Any]:
     return {
         "params": float(np.mean([i["params"] for i in items])),
         "macs": float(np.mean([i["macs"] for i in items])),
-        "latency": {b: float(np.mean([i["latency"][b] for i in items])) for b in batches},
+        "latency": {
+            b: float(np.mean([i["timed"][b]["median_ms"] for i in items])) for b in batches
+        },
     }

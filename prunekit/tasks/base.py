@@ -41,6 +41,37 @@ class SingleProcess:
         return model
 
 
+class Stateful(Protocol):
+    """What a baseline's epoch checkpoint holds: a module, an optimiser, an LR scheduler, the
+    task itself (its :meth:`Task.state_dict`)."""
+
+    def state_dict(self) -> Mapping[str, Any]: ...
+
+    def load_state_dict(self, state: Any) -> Any: ...
+
+
+class EpochCheckpoint(Protocol):
+    """Where :meth:`Task.baseline_epochs` keeps the baseline training's place between epochs
+    (the runner supplies one that writes the run directory)."""
+
+    def load(self, states: Mapping[str, Stateful]) -> int:
+        """Restore ``states`` and the global RNGs from the last epoch saved; the number of
+        epochs done then (0: nothing saved, everything left as it is)."""
+
+    def save(self, epochs: int, states: Mapping[str, Stateful]) -> None:
+        """Keep ``states`` and the global RNGs as they are after ``epochs`` epochs."""
+
+
+class NoEpochCheckpoint:
+    """:class:`EpochCheckpoint` that keeps nothing (outside a run): training starts over."""
+
+    def load(self, states: Mapping[str, Stateful]) -> int:
+        return 0
+
+    def save(self, epochs: int, states: Mapping[str, Stateful]) -> None:
+        pass
+
+
 class Task:
     """Base class of a pruning task.
 
@@ -69,6 +100,9 @@ class Task:
     show_progress: bool = True
     #: how to train in a data-parallel run; the runner sets it (see :class:`Parallel`)
     parallel: Parallel = SingleProcess()
+    #: where :meth:`baseline_epochs` checkpoints the baseline training after every epoch; the
+    #: runner sets it (see :class:`EpochCheckpoint`)
+    epoch_checkpoint: EpochCheckpoint = NoEpochCheckpoint()
 
     def __init__(self, config: dict[str, Any], device: torch.device | str = "cpu") -> None:
         self.config = config
@@ -179,14 +213,33 @@ class Task:
         """Bring ``model`` to its starting point (load weights or train); return how.
 
         The default trains for ``config["baseline"]["epochs"]`` epochs at
-        ``config["baseline"]["lr"]``.
+        ``config["baseline"]["lr"]``, checkpointing every epoch (see :meth:`baseline_epochs`).
         """
         cfg = self.config.get("baseline", {})
         epochs, lr = int(cfg.get("epochs", 0)), float(cfg.get("lr", 0.01))
         optimizer = self.make_optimizer(model, lr)
-        for _ in range(epochs):
+        for _ in self.baseline_epochs(epochs, model, optimizer):
             self.train_epoch(model, optimizer)
         return f"trained from scratch for {counted(epochs, 'epoch')}"
+
+    def baseline_epochs(
+        self, epochs: int, model: nn.Module, optimizer: torch.optim.Optimizer, *others: Stateful
+    ) -> Iterator[int]:
+        """``range(epochs)`` for a training loop of :meth:`prepare_baseline` that a resumed run
+        continues instead of restarting.
+
+        Each time the loop body finishes an epoch, the state of ``model``, ``optimizer``,
+        ``others`` (an LR scheduler, say), the task (:meth:`state_dict`) and the global RNGs
+        goes to :attr:`epoch_checkpoint`; after an interrupt, ``prunekit run --resume`` restores
+        them and goes on with the next epoch, ending bit-identical to an uninterrupted run.
+        Build all of them before the loop, exactly as an uninterrupted run does, and use it for
+        one loop per baseline. A loop that does not use it trains from its start again.
+        """
+        states: dict[str, Stateful] = {"task": self, "model": model, "optimizer": optimizer}
+        states.update({f"other.{i}": state for i, state in enumerate(others)})
+        for epoch in range(self.epoch_checkpoint.load(states), epochs):
+            yield epoch
+            self.epoch_checkpoint.save(epoch + 1, states)
 
 
 def data_provenance(provenance: Mapping[str, str | int]) -> dict[str, str | int]:

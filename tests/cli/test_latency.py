@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 
 import pytest
 import torch
 
 import prunekit as pk
+from prunekit import latency
 from prunekit.runner import speed
 
 
@@ -21,7 +24,20 @@ def toy_compare(tmp_path_factory):
     return out
 
 
-def test_compare_dir_rows_average_the_seeds(cli, toy_compare, monkeypatch):
+@pytest.fixture
+def machine(monkeypatch):
+    """``machine(load)``: this process sees 2 cores and ``load`` threads of other processes
+    ready to run."""
+
+    def set_machine(load: float) -> None:
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+        monkeypatch.setattr(latency, "_others_ready", lambda: load)
+
+    return set_machine
+
+
+def test_compare_dir_rows_average_the_seeds(cli, toy_compare, monkeypatch, machine):
+    machine(0.0)  # idle, and one pass per round (no spread): every verdict is met or NOT met
     timed = []
     original = speed.measure_latencies
 
@@ -31,7 +47,7 @@ def test_compare_dir_rows_average_the_seeds(cli, toy_compare, monkeypatch):
 
     monkeypatch.setattr(speed, "measure_latencies", counting)
     code, out, err = cli(
-        "latency", str(toy_compare), "--batch", "1,4", "--repeats", "2", "--format", "json"
+        "latency", str(toy_compare), "--batch", "1,4", "--repeats", "1", "--format", "json"
     )
     assert code == 0, err
     rows = json.loads(out[out.index("[\n") :])  # after the fixture's own compare output
@@ -46,12 +62,13 @@ def test_compare_dir_rows_average_the_seeds(cli, toy_compare, monkeypatch):
     for r in rows[1:]:
         assert r["macs_ratio"] == pytest.approx(r["macs"] / rows[0]["macs"])
         assert r["latency_b4_ratio"] == pytest.approx(r["latency_b4_ms"] / rows[0]["latency_b4_ms"])
-        assert isinstance(r["goal_met"], bool)
+        assert isinstance(r["goal_met"], bool) and r["unreliable"] is None
     # the toy's seeds and criteria share layer shapes per step: 3 architectures, timed together
     assert timed == [(3, 1), (3, 4)]
 
 
-def test_run_dir_uses_its_step_0_as_baseline(cli, toy_compare):
+def test_run_dir_uses_its_step_0_as_baseline(cli, toy_compare, machine):
+    machine(0.0)
     code, out, err = cli("latency", str(toy_compare / "runs/random-seed1"), "--repeats", "1")
     assert code == 0, err
     lines = out.splitlines()[-9:]  # the table (and its note) ends the output
@@ -61,7 +78,77 @@ def test_run_dir_uses_its_step_0_as_baseline(cli, toy_compare):
         ["random", "1"],
         ["random", "2"],
     ]
-    assert "goal: no batch slower than the baseline" in out
+    assert [line.split()[-1] in ("-", "met") for line in lines[2:5]] == [True] * 3
+    assert "goal: no batch slower than the baseline" in out and "trusted" not in out
+
+
+def test_a_busy_machine_gets_no_verdict_but_the_reason(cli, toy_compare, machine):
+    machine(5.2)
+    run_dir = str(toy_compare / "runs/random-seed1")
+    args = ["latency", run_dir, "--repeats", "1", "--batch", "1", "--threads", "2"]
+    code, out, err = cli(*args, "--format", "json")
+    assert code == 0, err
+    rows = json.loads(out)
+    assert [(r["goal_met"], r["unreliable"]) for r in rows] == [(None, "load 5.2 on 2 cores")] * 3
+    code, out, err = cli(*args)
+    assert code == 0, err
+    lines = out.splitlines()
+    verdicts = [re.split(r"\s{2,}", line)[-1] for line in lines[2:5]]
+    assert verdicts == ["unreliable: load 5.2 on 2 cores"] * 3
+    assert "1 thread(s) of 2 requested (capped to the free cores)" in lines[-2]
+    assert lines[-1] == (  # no advice to use one thread: it did already
+        "The measurement could not be trusted for 3 of 3 rows (load 5.2 on 2 cores): "
+        "rerun on an idle machine."
+    )
+
+
+def test_only_the_row_with_scattered_rounds_is_unreliable(cli, toy_compare, machine, monkeypatch):
+    machine(0.0)
+    original = speed.measure_latencies
+
+    def scattered_last(*args, **kwargs):  # the last architecture: random's step 2
+        results = original(*args, **kwargs)
+        median = results[-1]["median_ms"]
+        results[-1].update(p10_ms=0.8 * median, p90_ms=1.28 * median)
+        return results
+
+    monkeypatch.setattr(speed, "measure_latencies", scattered_last)
+    run_dir = str(toy_compare / "runs/random-seed1")
+    args = ["latency", run_dir, "--repeats", "1", "--threads", "2"]
+    code, out, err = cli(*args, "--format", "json")
+    assert code == 0, err
+    rows = json.loads(out)
+    assert [r["unreliable"] for r in rows] == [None, None, "rounds spread 48% > 25% of the median"]
+    assert isinstance(rows[1]["goal_met"], bool) and rows[2]["goal_met"] is None
+    code, out, err = cli(*args)
+    assert code == 0, err
+    assert out.splitlines()[-1] == (
+        "The measurement could not be trusted for 1 of 3 rows (rounds spread 48% > 25% of the "
+        "median): rerun on an idle machine or with --threads 1."
+    )
+
+
+def test_onnxruntime_is_named_in_the_json_and_the_footnote(cli, toy_compare, machine, monkeypatch):
+    machine(0.0)
+    tables = []
+    original = speed.speed_table
+
+    def keeping(*args, **kwargs):  # the table printed, kept for its JSON (exports are slow)
+        tables.append(original(*args, **kwargs))
+        return tables[-1]
+
+    monkeypatch.setattr(speed, "speed_table", keeping)
+    run_dir = str(toy_compare / "runs/random-seed1")
+    code, out, err = cli(
+        "latency", run_dir, "--runtime", "onnxruntime", "--batch", "2", "--repeats", "1"
+    )
+    assert code == 0, err
+    assert "\nONNX Runtime CPU, BatchNorm folded: latency, median of 1 interleaved" in out
+    rows = json.loads(tables[0].render("json"))
+    assert [(r["step"], r["runtime"], r["fused"]) for r in rows] == [
+        (0, "onnxruntime", True), (1, "onnxruntime", True), (2, "onnxruntime", True),
+    ]  # fmt: skip
+    assert all(r["latency_b2_ms"] > 0 and isinstance(r["goal_met"], bool) for r in rows[1:])
 
 
 @pytest.mark.parametrize(
@@ -71,6 +158,7 @@ def test_run_dir_uses_its_step_0_as_baseline(cli, toy_compare):
         (["--batch", "a"], "--batch 'a' is not a list of positive integers"),
         (["--repeats", "0"], "repeats=0 is invalid: give an integer in [1, 100000]"),
         (["--threads", "0"], "threads=0 is invalid: give null or an integer in [1, 1024]"),
+        (["--runtime", "cuda"], "runtime='cuda' is invalid: give one of torch, onnxruntime"),
     ],
 )
 def test_bad_arguments_are_refused(cli, toy_compare, args, message):

@@ -278,6 +278,7 @@ def test_pruning_random_models(program, fraction, criterion, steps):
 )
 @example(name="log.jsonl", at=0.5, cut=True, junk=b"")  # a crash in the middle of a record
 @example(name="config.yaml", at=0.0, cut=True, junk=b"")  # an empty config.yaml (full disk)
+@example(name="log.jsonl", at=0.0, cut=True, junk=b"")  # an empty log: was IndexError
 def test_damaged_run_directory_files(name, at, cut, junk, finished_run, tmp_path_factory, cli):
     """``report`` and ``--resume`` of a run whose config.yaml or log.jsonl is damaged (cut
     short, or with junk written into it) succeed, or fail with one line naming the file;
@@ -291,6 +292,7 @@ def test_damaged_run_directory_files(name, at, cut, junk, finished_run, tmp_path
     for argv in (["report", str(run)], ["run", "--resume", str(run), "--quiet"]):
         code, _, err = cli(*argv)
         assert code in (0, 2), err
-        if code == 2:
-            assert err.startswith("prunekit: error: ") and err.count("\n") == 1, err
+        lines = err.splitlines()
+        assert all(line.startswith(("note: ", "prunekit: error: ")) for line in lines), err
+        assert sum(line.startswith("prunekit: error: ") for line in lines) == (code == 2), err
     assert {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()} == checkpoints

@@ -30,16 +30,32 @@ def test_run_table_rows_and_columns():
     table = run_table(RECORDS, "accuracy", "params")
     assert table.headers == [
         "step", "params", "MACs", "latency (ms)", "params removed: plan / got",
-        "accuracy", "loss",  # the primary metric first
+        "accuracy", "accuracy vs baseline", "loss",  # the primary metric first
     ]  # fmt: skip
     assert table.rows == [
-        ["baseline", "24k", "2M", "1.23", "0.0% / 0.0%", "0.9000", "0.5000"],
-        ["1", "12k (-50.0%)", "2M (-25.0%)", "1.23", "50.0% / 50.0%", "0.8500", "0.5000"],
-    ]
+        ["baseline", "24k", "2M", "1.23", "0.0% / 0.0%", "0.9000", "-", "0.5000"],
+        ["1", "12k (-50.0%)", "2M (-25.0%)", "1.23", "50.0% / 50.0%", "0.8500", "-0.0500",
+         "0.5000"],
+    ]  # fmt: skip
     assert table.records[1] == {
         "step": 1, "params": 12_000, "macs": 2_000_000, "latency_ms": 1.234,
         "planned_removed": 0.5, "achieved_removed": 0.5, "accuracy": 0.85, "loss": 0.5,
+        "accuracy_change": pytest.approx(-0.05),
     }  # fmt: skip
+
+
+def test_run_table_marks_an_unreliable_latency():
+    noted = {**RECORDS[1], "latency_note": "unreliable: load 5.2 on 2 cores"}
+    table = run_table([RECORDS[0], noted], "accuracy", "params")
+    assert [row[3] for row in table.rows] == ["1.23", "1.23 (unreliable)"]
+    assert "latency_note" not in table.records[0]
+    assert table.records[1]["latency_note"] == "unreliable: load 5.2 on 2 cores"
+
+
+def test_every_line_of_a_latex_note_is_a_comment():
+    table = run_table(RECORDS, "accuracy", "params")
+    table.note = "first line\nsecond line"
+    assert table.render("latex").endswith("\\end{tabular}\n% first line\n% second line\n")
 
 
 def _cells(text: str, fmt: str) -> list[list[str]]:
@@ -52,7 +68,7 @@ def _cells(text: str, fmt: str) -> list[list[str]]:
         assert re.fullmatch(r"(\|-+)+\|", lines[1]), lines[1]
         return [[c.strip() for c in line.strip("|").split("|")] for line in [lines[0], *lines[2:]]]
     assert fmt == "latex"
-    assert lines[:2] == ["\\begin{tabular}{lllllll}", "\\toprule"]
+    assert lines[:2] == ["\\begin{tabular}{llllllll}", "\\toprule"]
     assert lines[3] == "\\midrule" and lines[-2:] == ["\\bottomrule", "\\end{tabular}"]
     rows = [lines[2], *lines[4:-2]]
     assert all(row.endswith("\\\\") for row in rows)

@@ -1,11 +1,15 @@
-"""The run loop through the Python API: --max-drop and best.pt, shared baselines."""
+"""The run loop through the Python API: --max-drop and best.pt, shared baselines, the note on
+an unreliable latency."""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 from prunekit_toy.task import ToyTask
 
 import prunekit as pk
+from prunekit import latency
 from prunekit.runner import run
 from prunekit.runner.config import resolve
 
@@ -75,3 +79,28 @@ def test_a_shared_baseline_is_loaded_not_prepared(tmp_path, monkeypatch):
     assert result.records[0]["metrics"] == record["metrics"]
     assert result.records[0]["baseline"] == f"loaded {tmp_path / 'baseline.pt'}"
     assert result.records[1]["params"] < record["params"]
+
+
+@pytest.mark.parametrize(("load", "note"), [(5.2, "unreliable: load 5.2 on 2 cores"), (0.0, None)])
+def test_a_step_record_notes_an_unreliable_latency(tmp_path, monkeypatch, load, note):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(latency, "_others_ready", lambda: load)
+    config = fast_config(**{"prune.steps": 1, "latency.repeats": 1, "latency.warmup": 0})
+    result = run.start(config, tmp_path / "run", quiet=True, echo=silent)
+    assert [r.get("latency_note") for r in result.records] == [note, note]
+    assert ("(unreliable) |" in (tmp_path / "run/report.md").read_text()) == bool(note)
+
+
+def test_steps_are_timed_on_the_configured_runtime_and_device(tmp_path, monkeypatch):
+    calls: list[dict] = []
+    real = run.measure_latency
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(run, "measure_latency", spy)
+    config = fast_config(**{"prune.steps": 1, "latency.runtime": "onnxruntime"})
+    config["latency"].update(repeats=1, warmup=0, batch_size=2)
+    run.start(config, tmp_path / "run", quiet=True, echo=silent)
+    assert [(c["runtime"], str(c["device"])) for c in calls] == [("onnxruntime", "cpu")] * 2

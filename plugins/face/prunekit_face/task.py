@@ -296,7 +296,7 @@ class FaceTask(pk.Task):
         sched = torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=lr, total_steps=total, pct_start=0.15
         )
-        for epoch in range(epochs):
+        for epoch in self.baseline_epochs(epochs, model, optimizer, sched):  # resumable
             model.train()
             for batch in self.progress(self.train_batches(), f"baseline {epoch + 1}/{epochs}"):
                 optimizer.zero_grad(set_to_none=True)

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from importlib import resources
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from prunekit.cli.main import main
 from prunekit.registry import TASKS
+from prunekit.runner.checkpoint import EpochFile
 from prunekit.runner.config import resolve as resolve_config
+from prunekit.runner.interrupt import Interrupted
+from prunekit.runner.seeding import seed_everything
 from prunekit_face.pretrained import MEAN_RGB, released_model
 from prunekit_face.task import FaceTask
 
@@ -213,6 +219,41 @@ def test_baseline_trains_the_bare_network():
     assert task.prepare_baseline(model) == "trained from scratch for 1 epoch"
     assert not torch.equal(model.conv1.weight, before)
     assert set(task.state_dict()) == set(task.head.state_dict())
+
+
+def test_an_interrupted_baseline_resumes_after_its_last_epoch(tmp_path):
+    """From-scratch training (2 epochs, one-cycle LR, dropout, augmentation) interrupted in its
+    2nd epoch, resumed from the epoch file: the 2nd epoch alone, the same weights."""
+    path, notes = tmp_path / "baseline-epoch.pt", []
+
+    def baseline(checkpointed: bool, interrupt_in: int = 0) -> tuple[FaceTask, nn.Module, int]:
+        seed_everything(0)  # as the runner does: before building the model and before training
+        task = synthetic_task()
+        task.config["baseline"].update(epochs=2, lr=0.01)
+        if checkpointed:
+            task.epoch_checkpoint = EpochFile(path, task.config, True, notes.append)
+        model, batches, epochs = task.build_model(), task.train_batches, []
+
+        def counted() -> Iterator[Any]:
+            epochs.append(1)
+            for index, batch in enumerate(batches()):
+                if len(epochs) == interrupt_in and index == 1:
+                    raise Interrupted("SIGINT")
+                yield batch
+
+        task.train_batches = counted
+        seed_everything(0)
+        with contextlib.suppress(Interrupted):
+            task.prepare_baseline(model)
+        return task, model, len(epochs)
+
+    reference, reference_model, _ = baseline(checkpointed=False)
+    assert baseline(checkpointed=True, interrupt_in=2)[2] == 2
+    task, model, epochs = baseline(checkpointed=True)
+    assert epochs == 1 and notes == [f"baseline: resuming its training after epoch 1 ({path})"]
+    for a, b in [(model, reference_model), (task.head, reference.head)]:
+        ours, theirs = a.state_dict(), b.state_dict()
+        assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
 
 
 def test_the_taught_preset_distils_the_released_network_label_free():

@@ -1,0 +1,352 @@
+"""A latency table: the model's measured time as a function of each channel group's width.
+
+MACs are the wrong cost where much of a forward pass is bound by activations (BatchNorm, ReLU,
+pooling, concatenation scale with the channels kept, not with weights), so a latency target is
+planned from measurements. For every prunable group the table holds the time of the model with
+that group alone narrowed to a few widths (its lowest-index units physically removed from a
+copy), as a ratio to the unnarrowed model timed in the same interleaved rounds; between measured
+widths it is linear. A model with several groups narrowed is predicted by the product of their
+ratios (:class:`Forecast`), which the Pruner then corrects by measuring the real model.
+
+Building a table times ``groups x widths`` models, so it is bounded: the models are timed in
+calls of :data:`MODELS_PER_CALL` (one unnarrowed model per call), with few repeats, at the
+largest batch (``batch_size`` halved as often as needed) whose estimated build fits
+``table_budget_s``. Tables are cached on disk under ``$PRUNEKIT_CACHE/latency`` (default
+``~/.cache/prunekit/latency``), keyed by everything they depend on (device, runtime, threads,
+batch, the model's architecture and example inputs); a file whose stored key differs is rebuilt,
+never reused.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import os
+import platform
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import nn
+
+from prunekit import atomic
+from prunekit.device import DeviceName, resolve_device
+from prunekit.engine.groups import ChannelGroup
+from prunekit.engine.integrity import Snapshot
+from prunekit.errors import PrunekitError
+from prunekit.latency import MAX_COUNT, LatencySettings, cpu_cores, measure_latencies
+
+if TYPE_CHECKING:
+    from prunekit.engine.planner import Limits
+
+#: ``measure(models, batch_size, repeats)``: each model's time in ms (any unit, the same for
+#: all), timed in interleaved rounds; tests inject a deterministic one
+Measure = Callable[[Sequence[nn.Module], int, int], Sequence[float]]
+
+#: the widths measured per group, as fractions of its width (plus its narrowest allowed one)
+FRACTIONS = (0.75, 0.5, 0.25)
+#: narrowed models timed in one call, beside the unnarrowed one (they are all in memory at once)
+MODELS_PER_CALL = 8
+#: a measurement moves a forecast's scale within this factor of the table's own prediction: a
+#: larger disagreement is noise of the machine rather than an error of the table
+SCALE_RANGE = 2.0
+FORMAT = "prunekit-latency-table"
+VERSION = 1
+
+
+class LatencyTiming(LatencySettings):
+    """How a latency target times models: :mod:`prunekit.latency`'s settings (``batch_size``,
+    ``repeats``, ``warmup``, ``threads``: those of the check after every step), the device, and
+    the bounds of the table's build."""
+
+    device: DeviceName | None = Field(
+        None, description="Where models are timed; `null` = the device of the model's weights."
+    )
+    table_repeats: int = Field(
+        3, ge=1, le=MAX_COUNT, description="Timed rounds of each model of the latency table."
+    )
+    table_budget_s: float = Field(
+        60.0,
+        gt=0,
+        description="Estimated seconds the table's build may take: its batch is halved from "
+        "`batch_size` until the estimate fits (at least 1).",
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Further keywords of `prunekit.latency.measure_latencies` (a runtime, say), "
+        "passed through; part of the table's cache key.",
+    )
+
+    def resolved_device(self, model: nn.Module) -> torch.device:
+        """:attr:`device`, or where ``model``'s weights live (one line if CUDA is missing)."""
+        if self.device is not None:
+            return resolve_device(self.device)
+        first = next(model.parameters(), None)
+        return torch.device("cpu") if first is None else first.device
+
+    def measure(self, example_inputs: Any, device: torch.device) -> Measure:
+        """The real :data:`Measure`: :func:`prunekit.latency.measure_latencies`' medians."""
+
+        def timed(models: Sequence[nn.Module], batch_size: int, repeats: int) -> list[float]:
+            results = measure_latencies(
+                models,
+                example_inputs,
+                batch_size=batch_size,
+                threads=self.threads,
+                repeats=repeats,
+                warmup=self.warmup,
+                device=device,
+                **self.options,
+            )
+            return [r["median_ms"] for r in results]
+
+        return timed
+
+    def key(self, example_inputs: Any, device: torch.device) -> dict[str, Any]:
+        """What a table measured with these settings depends on, besides the model."""
+        return {
+            "device": device_name(device),
+            "runtime": f"torch {torch.__version__}",
+            "options": json.loads(json.dumps(self.options, sort_keys=True, default=repr)),
+            "threads": self.threads or torch.get_num_threads(),
+            "batch_size": self.batch_size,
+            "warmup": self.warmup,
+            "table_repeats": self.table_repeats,
+            "table_budget_s": self.table_budget_s,
+            "inputs": _shapes(example_inputs),
+        }
+
+
+@dataclass(frozen=True)
+class LatencyTable:
+    """Per group name, measured ``(widths, ratios)``: the model's time with that group alone at
+    each width, divided by the time of the model it was built on (1.0 at the full width)."""
+
+    key: dict[str, Any]
+    curves: dict[str, tuple[list[int], list[float]]]
+    #: the batch the table was timed at (``batch_size`` or less, see ``table_budget_s``)
+    batch_size: int
+    #: seconds its build took
+    build_s: float
+    #: whether it was read from the cache rather than measured now
+    cached: bool = False
+
+    def times(self, group: str, units: int) -> list[float]:
+        """The predicted time ratio with ``k`` units of ``group`` kept, for ``k`` in
+        ``0..units``: linear between the measured widths, constant beyond them (and 1.0 for a
+        group the table does not know: nothing is known to be saved by narrowing it)."""
+        widths, ratios = self.curves.get(group, ([units], [1.0]))
+        return np.interp(np.arange(units + 1), widths[::-1], ratios[::-1]).tolist()
+
+    def as_json(self) -> str:
+        """The cache file's text."""
+        curves = {g: {"widths": w, "ratios": r} for g, (w, r) in self.curves.items()}
+        data = {
+            "format": FORMAT,
+            "version": VERSION,
+            "key": self.key,
+            "batch_size": self.batch_size,
+            "build_s": self.build_s,
+            "groups": curves,
+        }
+        return json.dumps(data, indent=1, sort_keys=True)
+
+    @classmethod
+    def read(cls, path: Path, key: Mapping[str, Any]) -> LatencyTable | None:
+        """The table cached in ``path`` if it holds one measured under ``key``, else None (a
+        missing, damaged or foreign file)."""
+        try:
+            data = json.loads(path.read_text())
+            if data["format"] != FORMAT or data["version"] != VERSION or data["key"] != key:
+                return None
+            curves = {
+                g: ([int(w) for w in c["widths"]], [float(r) for r in c["ratios"]])
+                for g, c in data["groups"].items()
+            }
+            return cls(dict(key), curves, int(data["batch_size"]), float(data["build_s"]), True)
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """A model's time as a fraction of the unpruned parent's, predicted from a table.
+
+    ``product`` is the product of the table's ratios at every group's kept width; its saving
+    ``1 - product`` is scaled by ``scale`` (measured / predicted saving, set by the last
+    measurement) and the result taken relative to ``base``, the time of the table's model as a
+    fraction of the unpruned parent's (1.0 unless pruning resumed from a pruned model).
+    """
+
+    table: LatencyTable
+    scale: float = 1.0
+    base: float = 1.0
+
+    def ratio(self, product: float) -> float:
+        """The predicted time ratio of a model whose table ratios multiply to ``product``."""
+        return self.base * (1.0 - self.scale * (1.0 - product))
+
+    def corrected(self, predicted: float, measured: float) -> Forecast:
+        """This forecast with its savings scaled by ``measured / predicted`` (the time ratios
+        of one model to the unpruned parent's), so that it predicts ``measured`` for it."""
+        saved = 1.0 - predicted / self.base
+        if saved <= 0:  # nothing saved by the forecast's account: nothing to scale
+            return self
+        return self._scaled(self.scale * (1.0 - measured / self.base) / saved)
+
+    def toward(self, tries: Sequence[tuple[float, float]], goal: float) -> Forecast:
+        """This forecast with the scale at which a plan should measure ``goal``, by the secant
+        through the last two ``(scale planned with, measured ratio)`` tries of a step: where
+        savings are not proportional to the table's, scaling by the last try alone swings
+        between too much and too little. Unchanged if the tries do not order (noise)."""
+        (s1, m1), (s2, m2) = tries[-2:]
+        if (m2 - m1) * (s2 - s1) <= 0:  # a larger scale plans less, so measures slower
+            return self
+        return self._scaled(s2 + (goal - m2) * (s2 - s1) / (m2 - m1))
+
+    def _scaled(self, scale: float) -> Forecast:
+        return replace(self, scale=min(max(scale, 1.0 / SCALE_RANGE), SCALE_RANGE))
+
+
+def cache_dir() -> Path:
+    """Where tables are cached: ``$PRUNEKIT_CACHE/latency``, else ``~/.cache/prunekit/latency``."""
+    root = os.environ.get("PRUNEKIT_CACHE") or Path.home() / ".cache" / "prunekit"
+    return Path(root) / "latency"
+
+
+def build_table(
+    model: nn.Module,
+    groups: Sequence[ChannelGroup],
+    limits: Limits,
+    widths: Mapping[str, int],
+    measure: Measure,
+    key: Mapping[str, Any],
+    timing: LatencyTiming,
+    cache: Path | None = None,
+) -> LatencyTable:
+    """The latency table of ``model``'s ``groups``, read from ``cache`` (default
+    :func:`cache_dir`) when it holds one for ``key`` and this architecture, else measured with
+    ``measure`` and stored there.
+
+    ``limits`` (a :class:`~prunekit.engine.planner.Limits`) and ``widths`` (unit counts before
+    pruning) choose the measured widths: allowed kept counts near :data:`FRACTIONS` of each
+    group's width, and its narrowest allowed one.
+    """
+    full_key = {**key, "model": fingerprint(model, groups), "fractions": list(FRACTIONS)}
+    path = (cache or cache_dir()) / f"{_digest(full_key)}.json"
+    found = LatencyTable.read(path, full_key)
+    if found is not None:
+        return found
+    start = time.perf_counter()
+    variants = [
+        (g, w)
+        for g, group in enumerate(groups)
+        for w in measured_widths(group, limits, widths.get(group.name, group.num_units))
+    ]
+    batch = _table_batch(model, measure, timing, len(variants))
+    curves = {g.name: ([g.num_units], [1.0]) for g in groups}
+    for at in range(0, len(variants), MODELS_PER_CALL):
+        chunk = variants[at : at + MODELS_PER_CALL]
+        copies = [_narrowed(model, groups[g], w) for g, w in chunk]
+        parent, *times = measure([model, *copies], batch, timing.table_repeats)
+        for (g, w), t in zip(chunk, times, strict=True):
+            curve_widths, ratios = curves[groups[g].name]
+            curve_widths.append(w)
+            ratios.append(t / parent)
+    table = LatencyTable(full_key, curves, batch, round(time.perf_counter() - start, 3))
+    try:
+        atomic.write_text(path, table.as_json())
+    except (OSError, PrunekitError) as exc:
+        warnings.warn(f"the latency table is not cached: {exc}", stacklevel=2)
+    return table
+
+
+def measured_widths(group: ChannelGroup, limits: Limits, width: int) -> list[int]:
+    """The kept counts a table measures for ``group`` (``width`` units before pruning), in
+    decreasing order: the allowed ones nearest :data:`FRACTIONS` of its units, and the fewest."""
+    n = group.num_units
+    allowed = limits.kept_sequence(n, group.min_units, width)
+    if not allowed:
+        return []
+    picked = {min(allowed, key=lambda k: (abs(k - n * f), k)) for f in FRACTIONS}
+    return sorted(picked | {allowed[-1]}, reverse=True)
+
+
+def fingerprint(model: nn.Module, groups: Sequence[ChannelGroup]) -> str:
+    """A digest of ``model``'s architecture: its class, layers (``repr``) and channel groups
+    with the parameter slices each unit owns (which traces forward()'s couplings)."""
+    parts = [f"{type(model).__module__}.{type(model).__qualname__}", repr(model)]
+    for g in groups:
+        slices = ",".join(
+            f"{s.module_name}.{s.param_name}/{s.dim}/{s.role}/{len(s.index)}" for s in g.slices
+        )
+        parts.append(f"{g.name}:{g.num_units}:{g.min_units}:{slices}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def device_name(device: torch.device) -> str:
+    """The device timed on, as a table's key holds it (``cuda: NVIDIA H200``, ``cpu: <model>
+    x2``): a table from another machine is not reused."""
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    return f"cpu: {_cpu_model()} x{cpu_cores()}"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _table_batch(model: nn.Module, measure: Measure, timing: LatencyTiming, variants: int) -> int:
+    """The largest of ``batch_size`` halved k times whose estimated build fits the budget.
+
+    One timed pass at ``batch_size`` is taken as the time of every pass (narrowed models are
+    faster), and halving the batch as halving the time.
+    """
+    batch = timing.batch_size
+    (pass_ms,) = measure([model], batch, 1)
+    calls = math.ceil(variants / MODELS_PER_CALL)
+    passes = (variants + calls) * (timing.warmup + timing.table_repeats)
+    while batch > 1 and passes * pass_ms / 1000.0 > timing.table_budget_s:
+        batch //= 2
+        pass_ms /= 2
+    return batch
+
+
+def _narrowed(model: nn.Module, group: ChannelGroup, width: int) -> nn.Module:
+    """A deep copy of ``model`` with ``group``'s lowest-index units removed down to ``width``;
+    ``model`` itself is left as it was."""
+    undo = Snapshot(group.graph)
+    try:
+        group.prune(list(range(group.num_units - width)))
+        return copy.deepcopy(model)
+    finally:
+        undo.restore()
+
+
+def _shapes(inputs: Any) -> Any:
+    """The shapes and dtypes of example inputs, nested like them."""
+    if isinstance(inputs, torch.Tensor):
+        return [list(inputs.shape), str(inputs.dtype)]
+    if isinstance(inputs, Mapping):
+        return {str(k): _shapes(v) for k, v in inputs.items()}
+    if isinstance(inputs, (list, tuple)):
+        return [_shapes(v) for v in inputs]
+    return repr(inputs)
+
+
+def _digest(key: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
