@@ -23,7 +23,6 @@ import copy
 import hashlib
 import json
 import math
-import os
 import platform
 import time
 import warnings
@@ -38,6 +37,7 @@ from pydantic import Field
 from torch import nn
 
 from prunekit import atomic
+from prunekit.cache import cache_dir as user_cache_dir
 from prunekit.device import DeviceName, resolve_device
 from prunekit.engine.groups import ChannelGroup
 from prunekit.engine.integrity import Snapshot
@@ -217,9 +217,8 @@ class Forecast:
 
 
 def cache_dir() -> Path:
-    """Where tables are cached: ``$PRUNEKIT_CACHE/latency``, else ``~/.cache/prunekit/latency``."""
-    root = os.environ.get("PRUNEKIT_CACHE") or Path.home() / ".cache" / "prunekit"
-    return Path(root) / "latency"
+    """Where tables are cached: ``latency/`` in the user's cache folder."""
+    return user_cache_dir() / "latency"
 
 
 def build_table(

@@ -164,12 +164,22 @@ class _Session:
             min_channels=self.prune["min_channels"],
             seed=config["seed"],
             criterion_options=self.prune["criterion_options"],
+            # a latency target times models as the run's steps are timed
+            latency=self._latency_timing(),
         )
         if state is not None and state["pruner"] is not None:
             self.pruner.load_state_dict(state["pruner"])
         recovery = config["recovery"]
         self.methods = [make_recovery(m, recovery["options"].get(m)) for m in recovery["methods"]]
         self.recovery: RecoveryContext | None = None  # built with the parent, once per session
+
+    def _latency_timing(self) -> dict[str, Any] | None:
+        """The run's ``latency`` settings on its device, for a latency target; None otherwise."""
+        if pk.Target.parse(self.prune["target"]).metric != "latency":
+            return None
+        timing = dict(self.config["latency"])
+        timing["threads"] = timing["threads"] or self.config["threads"]
+        return {**timing, "device": str(self.device)}
 
     # ------------------------------------------------------------------ the loop
     def run(self, run_dir: RunDir) -> RunResult:

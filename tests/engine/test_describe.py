@@ -12,6 +12,7 @@ import prunekit as pk
 from prunekit.engine.describe import Description, GroupInfo, LeftOut, Member, description
 from prunekit.engine.groups import build_graph
 from prunekit.engine.planner import Limits
+from tests.reliability.test_silent_results import BatchMix
 
 OUTPUT = "its channels reach the model output"
 
@@ -46,20 +47,6 @@ class Grouped(nn.Module):
         y = torch.relu(self.squeeze(x))
         z = self.expand(y) if self.other is None else self.expand(y) + self.other(y)
         return self.head(torch.relu(z))
-
-
-class BatchMix(nn.Module):
-    """Adds the two halves of the batch: torch-pruning takes the slices for channel slices."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.body = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU())
-        self.head = nn.Linear(16, 4)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.body(x)
-        n = z.shape[0] // 2
-        return self.head(z[:n] + z[n:])
 
 
 class Embedded(nn.Module):

@@ -104,3 +104,21 @@ def test_steps_are_timed_on_the_configured_runtime_and_device(tmp_path, monkeypa
     config["latency"].update(repeats=1, warmup=0, batch_size=2)
     run.start(config, tmp_path / "run", quiet=True, echo=silent)
     assert [(c["runtime"], str(c["device"])) for c in calls] == [("onnxruntime", "cpu")] * 2
+
+
+def test_a_latency_target_is_timed_with_the_runs_latency_settings(tmp_path, monkeypatch):
+    seen: list = []
+    real = pk.Pruner
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["latency"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(run.pk, "Pruner", spy)
+    run.start(fast_config(**{"prune.steps": 1}), tmp_path / "a", quiet=True, echo=silent)
+    config = fast_config(**{"prune.steps": 1, "latency.repeats": 2, "latency.batch_size": 4})
+    config["prune"]["target"] = {"latency": 0.9}
+    run.start(config, tmp_path / "b", quiet=True, echo=silent)
+    assert seen[0] is None
+    assert seen[1]["repeats"] == 2 and seen[1]["batch_size"] == 4
+    assert seen[1]["device"] == "cpu" and seen[1]["threads"] == 1  # the toy's run threads

@@ -23,6 +23,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from prunekit import atomic
+from prunekit.cache import cache_dir
 from prunekit.errors import PrunekitError
 from prunekit_face.data.preprocess import Preprocess
 
@@ -62,11 +63,6 @@ class BadImageError(PrunekitError):
             "on_bad_image='skip' (CLI: --set data.on_bad_image=skip)"
         )
         self.path, self.reason = path, reason
-
-
-def cache_dir() -> Path:
-    """The user's cache folder: ``$PRUNEKIT_CACHE``, else ``~/.cache/prunekit``."""
-    return Path(os.environ.get("PRUNEKIT_CACHE") or Path.home() / ".cache" / "prunekit")
 
 
 def load_images(
