@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from prunekit.allocator import keep_freed_memory
 from prunekit.errors import PrunekitError
 from prunekit.reporting.inspect import FORMATS as INSPECT_FORMATS
 from prunekit.reporting.tables import FORMATS
@@ -34,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help or a usage error (argparse already printed it)
         return int(exc.code or 0)
     args.argv = sys.argv[1:] if argv is None else list(argv)
+    keep_freed_memory()  # 2-3x faster CPU passes; see prunekit.allocator
     try:
         with raise_on_signals():
             return args.command(args)

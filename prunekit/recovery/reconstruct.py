@@ -166,12 +166,13 @@ class Reconstruct(Recovery):
         pruned = [HaltingForward(model, x) for x in inputs]
         parents = [HaltingForward(context.parent, x) for x in inputs]
         before, after = [], []
+        deficient: dict[str, tuple[int, int]] = {}  # layer -> (rank, unknowns) of its Gram
         try:
             for job in jobs:
                 if deadline is not None and time.monotonic() >= deadline:
                     context.log(f"reconstruct: out of time before {job.name!r}; later layers kept")
                     break
-                fit = self._fit(job, pruned, parents, context, generator)
+                fit = self._fit(job, pruned, parents, context, generator, deficient)
                 if fit is not None:
                     before.append(fit[0])
                     after.append(fit[1])
@@ -181,6 +182,13 @@ class Reconstruct(Recovery):
             for handle in handles:
                 handle.remove()
         model.eval()
+        if deficient:  # one line per step, not one per layer
+            name, (rank, d) = min(deficient.items(), key=lambda item: item[1][0] / item[1][1])
+            context.log(
+                f"reconstruct: {len(deficient)} of {len(before)} layers have a rank-deficient "
+                f"input Gram (fewest: {name!r}, rank {rank} of {d}); the ridge keeps their old "
+                "weights where the images do not determine them"
+            )
         stats: dict[str, float] = {"images": sum(len(x) for x in inputs), "layers": len(before)}
         if before:
             stats["error_before"] = sum(before) / len(before)
@@ -259,9 +267,11 @@ class Reconstruct(Recovery):
         parents: list[HaltingForward],
         context: RecoveryContext,
         generator: torch.Generator,
+        deficient: dict[str, tuple[int, int]],
     ) -> tuple[float, float] | None:
         """Refit one layer; ``(relative error before, after)``, or None when skipped. Every
-        halted pass is moved past the layer, skipped or not."""
+        halted pass is moved past the layer, skipped or not. A rank-deficient input Gram is
+        noted in ``deficient``."""
         g, d = job.groups, job.features
         device = job.layer.weight.device
         gram = torch.zeros(g, d, d, dtype=torch.float64, device=device)
@@ -299,7 +309,10 @@ class Reconstruct(Recovery):
         if cross is None:
             return None
         old = job.weights()
-        new = self._solve(job, gram, cross, old, context)
+        rank = int(torch.linalg.matrix_rank(gram, hermitian=True).min())
+        if rank < gram.shape[-1]:
+            deficient[job.name] = (rank, gram.shape[-1])
+        new = self._solve(gram, cross, old)
         err_old, err_new = _error(old, gram, cross, yy), _error(new, gram, cross, yy)
         better = err_new <= err_old
         final = torch.where(better[:, None, None], new, old)
@@ -309,22 +322,9 @@ class Reconstruct(Recovery):
         err_final = torch.where(better, err_new, err_old)
         return float(err_old.sum()) * scale, float(err_final.sum()) * scale
 
-    def _solve(
-        self,
-        job: _Job,
-        gram: torch.Tensor,
-        cross: torch.Tensor,
-        old: torch.Tensor,
-        context: RecoveryContext,
-    ) -> torch.Tensor:
+    def _solve(self, gram: torch.Tensor, cross: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
         """``argmin ||X W^T - Y||² + λ ||W - W_old||²`` per group, λ relative to the Gram."""
         d = gram.shape[-1]
-        rank = torch.linalg.matrix_rank(gram, hermitian=True)
-        if bool((rank < d).any()):
-            context.log(
-                f"reconstruct: {job.name!r}: the input Gram is rank-deficient (rank "
-                f"{int(rank.min())} of {d}); the ridge keeps the old weights where data is missing"
-            )
         diag = gram.diagonal(dim1=1, dim2=2).mean(1)
         lam = (self.ridge * diag).clamp_min(1e-150)[:, None, None]
         eye = torch.eye(d, dtype=gram.dtype, device=gram.device)

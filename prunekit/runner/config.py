@@ -101,7 +101,8 @@ class RecoverySettings(Settings):
     options: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Keyword arguments of each method's constructor, by method name, e.g. "
-        "`{distill: {lr: 1e-3}}`. Replaced whole by an override.",
+        "`{distill: {lr: 1e-3}}`. An override merges option by option "
+        "(`--set recovery.options.distill.lr=3e-4` keeps distill's other options).",
     )
     budget: Budget = Field(default_factory=Budget, description="Budget of one step's recovery.")
     evaluate_before: bool = Field(
@@ -193,19 +194,28 @@ def defaults(task_cls: type[Task] | None = None) -> dict[str, Any]:
     return merge(base, overrides, task_cls)
 
 
+#: the recovery methods' options: merged by method, then option by option
+RECOVERY_OPTIONS = "recovery.options"
+
+
 def merge(
     base: dict[str, Any], override: dict[str, Any], task_cls: type[Task] | None = None
 ) -> dict[str, Any]:
-    """``base`` updated with ``override`` (neither is modified): declared sections merge key
-    by key, every other value (a target, an options mapping) is replaced whole."""
+    """``base`` updated with ``override`` (neither is modified): declared sections and the
+    recovery methods' options merge key by key, every other value (a target, the criterion's
+    options, which belong to one criterion) is replaced whole."""
     merged_into = set(sections(schema(task_cls)))
+
+    def merges(path: str) -> bool:
+        parent, _, _ = path.rpartition(".")
+        return path in merged_into or RECOVERY_OPTIONS in (path, parent)
 
     def walk(base: dict[str, Any], override: dict[str, Any], prefix: str) -> dict[str, Any]:
         out = copy.deepcopy(base)
         for key, value in override.items():
             path = prefix + key
             old = out.get(key)
-            if isinstance(old, dict) and isinstance(value, dict) and path in merged_into:
+            if isinstance(old, dict) and isinstance(value, dict) and merges(path):
                 out[key] = walk(old, value, path + ".")
             else:
                 out[key] = copy.deepcopy(value)

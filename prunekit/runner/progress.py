@@ -36,3 +36,12 @@ def duration(seconds: float) -> str:
     if seconds < 90 * 60:
         return f"{seconds / 60:.1f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def time_split(record: dict[str, Any]) -> str:
+    """``313 s: score 41 s, prune 2 s, recover 3.1 min, evaluate 18 s``: a record's wall time
+    and where it went (phases under a second are left out), so a user sees what to cut."""
+    phases = record.get("phases_s") or {}
+    spent = [f"{name} {duration(s)}" for name, s in phases.items() if s >= 1.0]
+    total = duration(record["wall_s"])
+    return f"{total}: {', '.join(spent)}" if spent else total

@@ -18,7 +18,7 @@ import json
 import math
 import subprocess
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ from prunekit.runner.config import with_data_root
 from prunekit.runner.control import FILENAME as CONTROL
 from prunekit.runner.control import control_note
 from prunekit.runner.distributed import World, joined
-from prunekit.runner.progress import progress_line
+from prunekit.runner.progress import progress_line, time_split
 from prunekit.runner.report import write_report
 from prunekit.runner.rundir import RunDir, default_root
 from prunekit.runner.seeding import seed_everything, torch_settings
@@ -172,6 +172,17 @@ class _Session:
         recovery = config["recovery"]
         self.methods = [make_recovery(m, recovery["options"].get(m)) for m in recovery["methods"]]
         self.recovery: RecoveryContext | None = None  # built with the parent, once per session
+        self.phases: dict[str, float] = {}  # seconds per phase of the step being made
+
+    @contextlib.contextmanager
+    def _phase(self, name: str) -> Iterator[None]:
+        """Time a phase of the current step into its record's ``phases_s``."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            spent = time.perf_counter() - started
+            self.phases[name] = round(self.phases.get(name, 0.0) + spent, 3)
 
     def _latency_timing(self) -> dict[str, Any] | None:
         """The run's ``latency`` settings on its device, for a latency target; None otherwise."""
@@ -209,6 +220,7 @@ class _Session:
         """Bring the model to its starting point: ``baseline.checkpoint`` if set, else the
         task's recipe; the step-0 record."""
         started = time.perf_counter()
+        self.phases = {}
         seed_everything(self.config["seed"])
         saved = self.config["baseline"]["checkpoint"]
         if saved:
@@ -226,7 +238,8 @@ class _Session:
             if epoch_file is not None:
                 write = self.world.is_main
                 self.task.epoch_checkpoint = EpochFile(epoch_file, self.config, write, self.echo)
-            how = self.task.prepare_baseline(self.model)
+            with self._phase("baseline"):
+                how = self.task.prepare_baseline(self.model)
             try:
                 self._check_trained("the baseline training diverged", self._change("baseline.lr"))
             except PrunekitError:
@@ -238,16 +251,21 @@ class _Session:
     def _step(self) -> dict[str, Any]:
         n = self.pruner.step_index + 1
         started = time.perf_counter()
+        self.phases = {}
         context = self._recovery_context()  # the parent is the model before its first step
         seed_everything(self.config["seed"] + n)
-        self._score(n)
-        self.pruner.all_reduce()  # every rank must choose the same channels
-        report = self.pruner.step()
+        with self._phase("score"):
+            self._score(n)
+            self.pruner.all_reduce()  # every rank must choose the same channels
+        with self._phase("prune"):
+            report = self.pruner.step()
         recovery: dict[str, Any] = {"methods": [], "images": 0, "seconds": 0.0}
         if self.methods:
             if self.config["recovery"]["evaluate_before"] and self.world.is_main:
-                recovery["before"] = evaluate(self.task, self.model)
-            recovery.update(self._recover(n, context))
+                with self._phase("evaluate_before"):
+                    recovery["before"] = evaluate(self.task, self.model)
+            with self._phase("recover"):
+                recovery.update(self._recover(n, context))
             self.world.sync_state(self.model)  # every rank recovered alike; rank 0's counts
         return {**self._record(n, report, started), "recovery": recovery}
 
@@ -358,16 +376,17 @@ class _Session:
             sizes = {"params": report.params, "macs": report.macs}
             planned, achieved = report.planned, report.achieved
         timing = self.config["latency"]
-        latency = measure_latency(
-            self.model,
-            self.example,
-            batch_size=timing["batch_size"],
-            threads=timing["threads"] or self.config["threads"],
-            repeats=timing["repeats"],
-            warmup=timing["warmup"],
-            device=self.device,
-            runtime=timing["runtime"],
-        )
+        with self._phase("latency"):
+            latency = measure_latency(
+                self.model,
+                self.example,
+                batch_size=timing["batch_size"],
+                threads=timing["threads"] or self.config["threads"],
+                repeats=timing["repeats"],
+                warmup=timing["warmup"],
+                device=self.device,
+                runtime=timing["runtime"],
+            )
         doubt = reliability(latency)  # noted only when the machine spoilt the measurement
         record = {
             "step": step,
@@ -375,10 +394,14 @@ class _Session:
             "macs": sizes["macs"],
             "latency_ms": latency["median_ms"],
             **({"latency_note": f"unreliable: {doubt}"} if doubt else {}),
-            "metrics": evaluate(self.task, self.model),
+        }
+        with self._phase("evaluate"):
+            record["metrics"] = evaluate(self.task, self.model)
+        record |= {
             "planned": planned,
             "achieved": achieved,
             "wall_s": round(time.perf_counter() - started, 3),
+            "phases_s": dict(self.phases),
         }
         return self.world.share(record)
 
@@ -544,7 +567,7 @@ class _Session:
         )
         line = (
             f"{head}: params {r['params']:,} (-{r['achieved']['params']:.1%}), "
-            f"MACs {r['macs']:,}, latency {r['latency_ms']:.2f} ms, {metrics} [{r['wall_s']} s]"
+            f"MACs {r['macs']:,}, latency {r['latency_ms']:.2f} ms, {metrics} [{time_split(r)}]"
         )
         recovery = r.get("recovery") or {}
         primary = self.task.primary_metric

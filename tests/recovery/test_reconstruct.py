@@ -245,3 +245,18 @@ def test_every_layer_is_refitted_in_one_forward_pass_of_each_network():
     (report,) = recover(model, parent, "reconstruct", batches(3, 8), kept=kept, options=options)
     assert report.stats["layers"] == 3  # conv2, dw and head, one after the other
     assert calls == {"model": 3 + 1, "parent": 3}  # + 1 image that finds the forward order
+
+
+def test_rank_deficient_grams_are_summed_up_in_one_line():
+    # Linear(10 -> 8 -> 3) pruned to 5 hidden units, refitted on 3 rows: the second layer's
+    # Gram over 5 inputs + bias has rank 3 of 6
+    torch.manual_seed(6)
+    parent = Pair(nn.Linear(10, 8), nn.Linear(8, 3)).eval()
+    model = _sliced(parent, [0, 1, 3, 4, 6]).eval()
+    lines: list[str] = []
+    recover(model, parent, "reconstruct", [torch.randn(3, 10)], log=lines.append)
+    deficient = [line for line in lines if "rank-deficient" in line]
+    assert deficient == [
+        "reconstruct: 1 of 1 layers have a rank-deficient input Gram (fewest: 'second', rank 3 "
+        "of 6); the ridge keeps their old weights where the images do not determine them"
+    ]

@@ -17,7 +17,7 @@ TAYLOR_RUN = ["run", "toy", "--criterion", "taylor", *TOY]
 
 
 #: record fields that are timings, or judge them: they differ from run to run
-TIMINGS = ("wall_s", "latency_ms", "latency_note", "seconds")
+TIMINGS = ("wall_s", "phases_s", "latency_ms", "latency_note", "seconds")
 
 
 def untimed(value: Any) -> Any:

@@ -99,10 +99,30 @@ def test_validate_fills_in_missing_keys():
 
 def test_merge_is_key_by_key_in_sections_only_and_leaves_its_inputs_alone():
     base = defaults()
-    out = merge(base, {"prune": {"steps": 3}, "recovery": {"options": {"distill": {}}}})
+    out = merge(base, {"prune": {"steps": 3}})
+    out = merge(out, {"prune": {"target": {"macs": 0.3}, "criterion_options": {"variant": "x"}}})
     assert out["prune"]["steps"] == 3 and out["prune"]["scope"] == base["prune"]["scope"]
-    assert out["recovery"]["options"] == {"distill": {}}  # an options mapping is a value
+    assert out["prune"]["target"] == {"macs": 0.3}  # a target is a value
+    out = merge(out, {"prune": {"criterion_options": {"normalize": "l2"}}})
+    assert out["prune"]["criterion_options"] == {"normalize": "l2"}  # one criterion's options
     assert base["prune"]["steps"] == RunConfig.model_fields["prune"].default_factory().steps
+
+
+def test_recovery_options_merge_by_method_and_option():
+    base = merge(defaults(), {"recovery": {"options": {"distill": {"lr": 1e-3, "flip": True}}}})
+    base = merge(base, {"recovery": {"options": {"reconstruct": {"images": 128}}}})
+    out = merge(base, {"recovery": {"options": {"distill": {"lr": 3e-4}}}})
+    assert out["recovery"]["options"] == {
+        "distill": {"lr": 3e-4, "flip": True},
+        "reconstruct": {"images": 128},
+    }
+
+
+def test_a_set_changes_one_option_of_the_face_tasks_distillation():
+    pytest.importorskip("prunekit_face")
+    config = resolve("face", sets=["recovery.options.distill.images=3072"])
+    distill = config["recovery"]["options"]["distill"]
+    assert distill == {"images": 3072, "flip": True, "batch": 16, "lr": 1e-3}
 
 
 def test_every_declared_key_has_a_description():

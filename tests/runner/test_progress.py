@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from prunekit.runner.progress import duration, progress_line
+from prunekit.runner.progress import duration, progress_line, time_split
 
 
 def records(*walls: float) -> list[dict]:
@@ -63,3 +63,29 @@ def test_a_run_prints_its_progress_after_every_step_and_its_table_at_the_end(tmp
     assert table[0].split()[:2] == ["step", "params"] and "accuracy vs baseline" in table[0]
     change = result.records[2]["metrics"]["accuracy"] - result.records[0]["metrics"]["accuracy"]
     assert table[-1].split()[0] == "2" and f"{change:+.4f}" in table[-1]
+
+
+def test_the_time_split_names_the_phases_that_took_a_second_or_more():
+    record = {"wall_s": 313.0, "phases_s": {"score": 41.2, "prune": 0.4, "recover": 186.0}}
+    assert time_split(record) == "5.2 min: score 41 s, recover 3.1 min"
+    assert time_split({"wall_s": 12.0}) == "12 s"  # a record written before phases were timed
+
+
+def test_a_runs_records_time_every_phase(tmp_path):
+    from prunekit.runner import run
+    from prunekit.runner.config import resolve
+
+    sets = ["baseline.epochs=1", "recovery.methods=[finetune]", "prune.steps=1"]
+    result = run.start(
+        resolve("toy", flags={"prune.criterion": "taylor"}, sets=sets),
+        tmp_path / "run",
+        quiet=True,
+        echo=lambda line: None,
+    )
+    baseline, step = result.records
+    assert list(baseline["phases_s"]) == ["baseline", "latency", "evaluate"]
+    assert list(step["phases_s"]) == [
+        "score", "prune", "evaluate_before", "recover", "latency", "evaluate"
+    ]  # fmt: skip
+    for record in result.records:
+        assert 0 < sum(record["phases_s"].values()) <= record["wall_s"]
