@@ -399,7 +399,12 @@ def _config_flags(p: argparse.ArgumentParser) -> None:
         help="recovery after each step, e.g. reconstruct,distill (or none)",
     )
     p.add_argument("--schedule", help="pruning schedule (see `prunekit list schedules`)")
-    p.add_argument("--target", metavar="KIND=FRACTION", help="fraction to remove, params=0.4")
+    p.add_argument(
+        "--target",
+        metavar="KIND=VALUE",
+        help="what to reach: params=0.4, macs=0.4 or channels=0.4 (fraction removed), "
+        "latency=0.6 (measured time kept, as a fraction of the unpruned model's)",
+    )
     p.add_argument("--steps", type=int, help="pruning steps")
     p.add_argument("--scope", help="local (per layer) or global ranking")
     p.add_argument("--seed", type=int)

@@ -286,10 +286,21 @@ def _repair_index_mapping(graph: tp.DependencyGraph) -> None:
     """
     node_of = {n.grad_fn: n for n in graph.module2node.values() if n.grad_fn is not None}
     names = module_names(graph)
-    repairs = _REPAIRS[graph] = _Repairs()
+    earlier = _REPAIRS.get(graph)  # the view/reshape nodes cut the first time are elementwise now
+    repairs = _REPAIRS[graph] = _Repairs(unmapped=dict(earlier.unmapped) if earlier else {})
     for node in graph.module2node.values():
         if node.type == ops.OPTYPE.RESHAPE:
             _fix_flatten(node, node_of)
+            regrouped = _regrouped(node)
+            if node.type == ops.OPTYPE.RESHAPE and regrouped is not None:
+                # torch-pruning has no mapping for it (and divides by zero guessing one)
+                node.type = ops.OPTYPE.ELEMENTWISE
+                node.dependencies = []
+                repairs.unmapped[node] = (
+                    "torch-pruning cannot map its channels through the view/reshape after "
+                    f"{_producer(node, names)} in forward(): it regroups them ({regrouped}, "
+                    "a channel shuffle?)"
+                )
             continue
         if node.type not in (ops.OPTYPE.CONCAT, ops.OPTYPE.SPLIT):
             continue
@@ -340,6 +351,19 @@ def _fix_concat(node: Any, node_of: dict[Any, Any]) -> str | None:
         return "torch-pruning does not map its offsets"
     node.module.concat_sizes = [s[1] for s in sizes]
     return None
+
+
+def _regrouped(node: Any) -> str | None:
+    """``[N, C, H, W] -> [N, G, C/G, H, W]`` if a view/reshape moves the channels of a tensor
+    of three or more dims to other dims (as a channel shuffle does); None otherwise."""
+    args = [(fn, i) for fn, i in getattr(node.grad_fn, "next_functions", ()) if fn is not None]
+    before = _shape(*args[0]) if len(args) == 1 else None
+    after = _shape(node.grad_fn)
+    if before is None or after is None or min(len(before), len(after)) < 3:
+        return None  # flattens and unflattens are torch-pruning's, or _fix_flatten's
+    if before[1] == after[1]:
+        return None  # the channels stay in dim 1 (``x.flatten(2)``, ``x.view(n, c, -1)``)
+    return f"{before} -> {after}"
 
 
 def _fix_flatten(node: Any, node_of: dict[Any, Any]) -> None:

@@ -146,12 +146,69 @@ class EmbeddingHead(nn.Module):
         return self.bn_out(self.fc2(x))
 
 
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """ShuffleNet's view -> transpose -> view, with the channel count read at run time."""
+    b, c, h, w = x.size()
+    return x.view(b, groups, c // groups, h, w).transpose(1, 2).contiguous().view(b, c, h, w)
+
+
+class ShuffleUnit(nn.Module):
+    """A ShuffleNetV2 unit: split the channels (or, downsampling, feed both branches), run one
+    half through 1x1 -> depth-wise 3x3 -> 1x1, concatenate, shuffle."""
+
+    def __init__(self, cin: int, cout: int, mid: int, downsample: bool) -> None:
+        super().__init__()
+        half, stride = cout // 2, 2 if downsample else 1
+        self.downsample = downsample
+        if downsample:
+            self.branch1 = nn.Sequential(
+                nn.Conv2d(cin, cin, 3, 2, 1, groups=cin, bias=False),
+                nn.BatchNorm2d(cin),
+                nn.Conv2d(cin, half, 1, bias=False),
+                nn.BatchNorm2d(half),
+                nn.ReLU(),
+            )
+        self.branch2 = nn.Sequential(
+            nn.Conv2d(cin if downsample else half, mid, 1, bias=False),
+            nn.BatchNorm2d(mid),
+            nn.ReLU(),
+            nn.Conv2d(mid, mid, 3, stride, 1, groups=mid, bias=False),
+            nn.BatchNorm2d(mid),
+            nn.Conv2d(mid, half, 1, bias=False),
+            nn.BatchNorm2d(half),
+            nn.ReLU(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.downsample:
+            y1, x2 = self.branch1(x), x
+        else:
+            y1, x2 = torch.chunk(x, 2, dim=1)
+        return channel_shuffle(torch.cat((y1, self.branch2(x2)), dim=1), 2)
+
+
+class ShuffleNetV2(nn.Module):
+    """(g) channel split, concat and channel shuffle (ShuffleNetV2)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()
+        )
+        self.units = nn.Sequential(ShuffleUnit(16, 32, 64, True), ShuffleUnit(32, 32, 64, False))
+        self.head = nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.units(self.stem(x)).mean((2, 3)))
+
+
 ARCHITECTURES = {
     "squeezenet": (lambda: SqueezeNet(), (1, 3, 32, 32)),
     "resnet": (ResNet, (1, 3, 16, 16)),
     "mobilenetv2": (MobileNetV2, (1, 3, 16, 16)),
     "grouped_multiplier": (lambda: SqueezeNet(grouped=True, bn=False), (1, 3, 32, 32)),
     "embedding_head": (EmbeddingHead, (1, 3, 16, 16)),
+    "shufflenetv2": (ShuffleNetV2, (1, 3, 16, 16)),
 }
 
 

@@ -15,6 +15,7 @@ from torch import nn
 
 import prunekit as pk
 from prunekit.engine.groups import ChannelGroup
+from tests.engine.equivalence import masked_reference
 from tests.reliability.conftest import Cli
 from tests.reliability.support import TOY, snapshot
 from tests.reliability.test_bad_input import error_line
@@ -96,7 +97,7 @@ def test_a_channel_slice_torch_pruning_misses_leaves_its_group_whole():
 
 
 class ViewNet(nn.Module):
-    """Folds channels into a view: torch-pruning maps them, but wrongly."""
+    """Folds channels into a view: torch-pruning would map them, but wrongly."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -109,9 +110,33 @@ class ViewNet(nn.Module):
         return self.head(z.view(n, 4, c // 4, h, w).sum(2))
 
 
+class BufferNet(nn.Module):
+    """Adds a per-channel buffer, which torch-pruning does not know belongs to the channels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3)
+        self.head = nn.Conv2d(16, 2, 1)
+        self.register_buffer("shift", torch.randn(1, 16, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.conv(x) + self.shift)
+
+
+def test_a_view_that_regroups_the_channels_leaves_their_group_whole():
+    model, x = ViewNet(), torch.randn(1, 3, 8, 8)
+    with pytest.raises(pk.PrunekitError) as info:
+        pk.Pruner(model, x, criterion="l1", target="params=0.3")
+    assert str(info.value).endswith(
+        "'conv' is left whole: torch-pruning cannot map its channels through the view/reshape "
+        "after 'conv' in forward(): it regroups them ([1, 16, 6, 6] -> [1, 4, 4, 6, 6], a "
+        "channel shuffle?)"
+    )
+
+
 def test_a_step_that_breaks_the_model_is_undone_and_names_the_group():
     torch.manual_seed(0)
-    model, x = ViewNet(), torch.randn(1, 3, 8, 8)
+    model, x = BufferNet(), torch.randn(1, 3, 8, 8)
     before = copy.deepcopy(model)
     pruner = pk.Pruner(model, x, criterion="l1", target="params=0.3", round_to=None)
     with pytest.raises(pk.PrunekitError) as info:
@@ -119,7 +144,7 @@ def test_a_step_that_breaks_the_model_is_undone_and_names_the_group():
     message = str(info.value)
     assert "\n" not in message
     assert message.startswith(
-        "step 1: pruning the channels of 'conv' broke ViewNet: module 'conv' fails on the "
+        "step 1: pruning the channels of 'conv' broke BufferNet: its forward() fails on the "
         "example inputs (RuntimeError: "
     )
     assert message.endswith(
@@ -449,3 +474,22 @@ def test_a_baseline_checkpoint_of_another_width(cli: Cli, narrow_run, tmp_path):
     result = cli("run", "toy", *TOY, "--set", f"baseline.checkpoint={baseline}", "--out", str(out))
     assert error_line(result) == _misfit(baseline)
     assert not (out / "checkpoints" / "step-0.pt").exists()
+
+
+def test_a_view_that_keeps_the_channels_in_dim_1_is_pruned_through():
+    class Tokens(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 16, 3)
+            self.head = nn.Linear(16, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            z = self.conv(x)
+            return self.head(z.view(z.shape[0], z.shape[1], -1).transpose(1, 2).mean(1))
+
+    model, x = Tokens().eval(), torch.randn(1, 3, 8, 8)
+    before = copy.deepcopy(model)
+    report = pk.Pruner(model, x, criterion="l1", target="params=0.3", round_to=None).step()
+    assert model.conv.out_channels == model.head.in_features < 16
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), masked_reference(before, report)(x), atol=1e-5, rtol=0)
