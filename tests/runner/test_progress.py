@@ -88,4 +88,5 @@ def test_a_runs_records_time_every_phase(tmp_path):
         "score", "prune", "evaluate_before", "recover", "latency", "evaluate"
     ]  # fmt: skip
     for record in result.records:
-        assert 0 < sum(record["phases_s"].values()) <= record["wall_s"]
+        phases = record["phases_s"].values()  # each rounded to the millisecond
+        assert 0 < sum(phases) <= record["wall_s"] + 0.0005 * (len(phases) + 1)
