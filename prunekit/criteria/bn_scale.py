@@ -23,6 +23,10 @@ class BNScale(WeightCriterion):
         gammas = [
             s for s in group.slices if s.is_norm and s.param_name == "weight" and s.role == "out"
         ]
+        if not gammas and group.num_units <= group.min_units:
+            # nothing can go (say a depth-wise conv pruned to one channel, which torch-pruning
+            # then sees as a plain conv of its own): no score is needed
+            return torch.zeros(group.num_units, dtype=torch.float64)
         if not gammas:
             raise PrunekitError(
                 f"bn_scale needs a BatchNorm after every pruned layer, but group {group.name!r} "

@@ -26,6 +26,7 @@ channels (their sizes are constants in ``forward()``), a concat it cannot map, a
 from __future__ import annotations
 
 import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 from torch_pruning import ops
+from torch_pruning._helpers import _HybridIndex
 from torch_pruning.dependency.index_mapping import (
     _ConcatIndexMapping,
     _FlattenIndexMapping,
@@ -130,6 +132,10 @@ class _Part:
     block: int
     items: list[Any]
 
+    def root_indices(self, blocks: Iterable[int]) -> list[int]:
+        """The root channels of the given blocks (block ``b``: channels ``b*block ...``)."""
+        return [b * self.block + j for b in blocks for j in range(self.block)]
+
 
 @dataclass
 class ChannelGroup:
@@ -146,6 +152,10 @@ class ChannelGroup:
     graph: tp.DependencyGraph = field(repr=False)
     #: fewest units the group may keep (2 for grouped convs: one group would make a plain conv)
     min_units: int = 1
+    #: per unit, the blocks of root channels it removes (default: unit ``u`` is block ``u``);
+    #: several when channels are coupled through the root itself, e.g. GhostNet's concat of a
+    #: conv and a depth-wise conv of its output, summed with the block input
+    blocks: list[list[int]] | None = field(default=None, repr=False)
 
     @property
     def has_norm(self) -> bool:
@@ -164,8 +174,9 @@ class ChannelGroup:
         indices of the layers before this call."""
         removed: dict[str, dict[str, list[int]]] = {}
         names = module_names(self.graph)
+        blocks = units if self.blocks is None else [b for u in units for b in self.blocks[u]]
         for part in self.parts:
-            root_idxs = [u * part.block + j for u in units for j in range(part.block)]
+            root_idxs = part.root_indices(sorted(blocks))
             # Recomputed now: an earlier part or group may have shifted concat offsets.
             _sync_offsets(self.graph)
             group = self.graph.get_pruning_group(part.root, part.handler, root_idxs)
@@ -504,9 +515,13 @@ def find_groups(
                 unmerged.update(dict.fromkeys(grouped_inputs, root))
                 continue
             parts, num_units = merged
-        slices = _slices(parts, num_units, graph)
+        blocks = _coupled_blocks(parts, num_units)
+        slices = _slices(parts, num_units, graph, blocks)
+        units = num_units if blocks is None else len(blocks)
         floor = 2 if grouped_inputs else 1
-        result.append(ChannelGroup(names[parts[0].root], num_units, slices, parts, graph, floor))
+        result.append(
+            ChannelGroup(names[parts[0].root], units, slices, parts, graph, floor, blocks)
+        )
     merged_roots = {names[p.root] for g in result for p in g.parts}
     for conv, child in out_group_of.items():
         root = names[child.items[0].dep.target.module]
@@ -661,9 +676,74 @@ def _merge_grouped(
     return parts, n_groups
 
 
-def _slices(parts: list[_Part], num_units: int, graph: tp.DependencyGraph) -> list[ParamSlice]:
-    """Parameter slices of every unit, each (parameter, dim, index) counted once."""
+def _coupled_blocks(parts: list[_Part], num_units: int) -> list[list[int]] | None:
+    """The blocks of root channels that only go together, as lists (``None``: every block
+    goes alone, the usual case).
+
+    torch-pruning removes root channel ``i`` with everything its dependencies reach, and
+    that may include other root channels: in GhostNet a block's input is summed with the
+    concat of a conv and a depth-wise conv of that conv, so input channel ``i`` and
+    ``half + i`` fall together. Its groups record each position once, with the first root
+    channel that reached it, which hides this; so the root channels are followed here
+    through the same dependencies, every position keeping every root channel that reaches
+    it, and the blocks that meet at a position are merged into one unit.
+    """
+    parent = list(range(num_units))
+
+    def find(b: int) -> int:
+        while parent[b] != b:
+            parent[b] = parent[parent[b]]
+            b = parent[b]
+        return b
+
+    for part in parts:
+        root = part.items[0].dep
+        seed = [_HybridIndex(idx=i, root_idx=i) for i in part.root_indices(range(num_units))]
+        labels: dict[tuple[int, Any], dict[int, set[int]]] = {}
+        stack = [(root.target, root.handler, seed)]
+        while stack:
+            node, handler, idxs = stack.pop()
+            for dep in node.dependencies:
+                if not dep.is_triggered_by(handler):
+                    continue
+                mapped = idxs
+                for mapping in dep.index_mapping:
+                    if mapping is not None:
+                        mapped = mapping(mapped)
+                seen = labels.setdefault((id(dep.target), dep.handler), {})
+                new = []
+                for h in mapped:
+                    roots = seen.setdefault(int(h.idx), set())
+                    if int(h.root_idx) not in roots:
+                        roots.add(int(h.root_idx))
+                        new.append(h)
+                if new:
+                    stack.append((dep.target, dep.handler, new))
+        for positions in labels.values():
+            for roots in positions.values():
+                first, *rest = (r // part.block for r in roots)
+                for b in rest:
+                    parent[find(b)] = find(first)
+    unit_of_root: dict[int, int] = {}  # numbered by their first block
+    unit_of = [unit_of_root.setdefault(find(b), len(unit_of_root)) for b in range(num_units)]
+    if len(unit_of_root) == num_units:
+        return None
+    blocks: list[list[int]] = [[] for _ in unit_of_root]
+    for b, u in enumerate(unit_of):
+        blocks[u].append(b)
+    return blocks
+
+
+def _slices(
+    parts: list[_Part], num_units: int, graph: tp.DependencyGraph, blocks: list[list[int]] | None
+) -> list[ParamSlice]:
+    """Parameter slices of every unit (``blocks``: see :func:`_coupled_blocks`), each
+    (parameter, dim, index) counted once."""
     names = module_names(graph)
+    unit_of = list(range(num_units))
+    for u, members in enumerate(blocks or []):
+        for b in members:
+            unit_of[b] = u
     seen: dict[tuple[int, str, int], dict[int, int]] = {}
     meta: dict[tuple[int, str, int], tuple[nn.Module, str]] = {}
     roles: dict[tuple[int, str, int], str] = {}
@@ -683,13 +763,14 @@ def _slices(parts: list[_Part], num_units: int, graph: tp.DependencyGraph) -> li
                 roles.setdefault(key, role)
                 owner = seen.setdefault(key, {})
                 for idx, root in zip(item.idxs, item.root_idxs):
-                    owner.setdefault(int(idx), int(root) // part.block)
+                    block = int(root) // part.block
+                    if block >= num_units:
+                        raise PrunekitError(f"internal error: unit out of range in {names[module]}")
+                    owner.setdefault(int(idx), unit_of[block])
     slices = []
     for key, owner in seen.items():
         module, pname = meta[key]
         index = torch.tensor(sorted(owner), dtype=torch.long)
         unit = torch.tensor([owner[i] for i in sorted(owner)], dtype=torch.long)
-        if unit.numel() and int(unit.max()) >= num_units:
-            raise PrunekitError(f"internal error: unit out of range in {names[module]}")
         slices.append(ParamSlice(names[module], module, pname, key[2], index, unit, roles[key]))
     return slices

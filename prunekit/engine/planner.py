@@ -241,7 +241,10 @@ def plan_local(
     """Remove the same fraction of every group (its lowest-scoring units) to reach ``amount``.
 
     The fraction is the smallest one (found by bisection) whose removal reaches ``amount``
-    (for ``latency``: whose predicted time meets it).
+    (for ``latency``: whose predicted time meets it). Rounding makes many groups step up at
+    that same fraction, which would overshoot by all their steps together; so the groups that
+    stepped up there step back down, the largest steps first, while ``amount`` is still
+    reached: each group stays within one rounding step of the common fraction.
     """
     orders = [torch.argsort(s, stable=True).tolist() for s in scores]
     times = _times(cost, len(orders))
@@ -260,30 +263,38 @@ def plan_local(
             for o, f, w, t in zip(orders, cost.floors, cost.widths, times, strict=True)
         ]
 
-    def reduction(p: float) -> float:
+    def reduction(removed: list[int]) -> float:
         if metric == "latency":
-            return cost.latency() - cost.latency([u - c for u, c in zip(cost.units, counts(p))])
+            return cost.latency() - cost.latency([u - c for u, c in zip(cost.units, removed)])
+        if metric == "channels":
+            return float(sum(removed))
         shapes: dict[int, list[int]] = {}
-        for g, c in enumerate(counts(p)):
+        for g, c in enumerate(removed):
             for t, dim, prefix in prefixes[g]:
                 shapes.setdefault(t, list(cost.shapes[t]))[dim] -= prefix[c]
-        if metric == "channels":
-            return float(sum(counts(p)))
         per = cost.macs_per_elem if metric == "macs" else [1] * len(cost.shapes)
         return float(
             sum((math.prod(cost.shapes[t]) - math.prod(s)) * per[t] for t, s in shapes.items())
         )
 
     lo, hi = 0.0, 1.0
-    if reduction(hi) >= amount:
+    chosen = counts(hi)
+    if reduction(chosen) >= amount:
         for _ in range(40):
             mid = (lo + hi) / 2
-            if reduction(mid) >= amount:
+            if reduction(counts(mid)) >= amount:
                 hi = mid
             else:
                 lo = mid
+        chosen, below = counts(hi), counts(lo)
+        stepped = [g for g, (c, b) in enumerate(zip(chosen, below, strict=True)) if c > b]
+        gain = {g: reduction([c if i == g else 0 for i, c in enumerate(chosen)]) for g in stepped}
+        for g in sorted(stepped, key=lambda g: -gain[g]):
+            trial = [below[i] if i == g else c for i, c in enumerate(chosen)]
+            if reduction(trial) >= amount:
+                chosen = trial
     plan: Plan = {}
-    for g, (order, c) in enumerate(zip(orders, counts(hi), strict=True)):
+    for g, (order, c) in enumerate(zip(orders, chosen, strict=True)):
         if c:
             cost.remove(g, order[:c])
             plan[g] = order[:c]

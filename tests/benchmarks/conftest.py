@@ -36,6 +36,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             verdict = "met" if ratio <= goal else "NOT met"
             lines.append(f"{num} / {den} = {ratio:.3f} (goal <= {goal:.2f}: {verdict})")
     lines += _latency_lines(benchmarks)
+    lines += _latency_target_lines(benchmarks)
     lines += _conv_width_lines(benchmarks)
     rates = {b.name: b.extra_info.get("images_per_s") for b in benchmarks}
     for num, den, goal in THROUGHPUTS:
@@ -68,6 +69,28 @@ def _latency_lines(benchmarks) -> list[str]:
         lines.append(
             f"{b.name} / {parent.name} = {ratio:.3f}, interleaved {interleaved:.3f} "
             f"(goal <= {limit:.3f}: {verdict})"
+        )
+    return lines
+
+
+#: ``Target(latency=0.6)``: the pruned model at batch 32 within this fraction of the parent's time
+LATENCY_TARGET_GOAL = 0.63
+
+
+def _latency_target_lines(benchmarks) -> list[str]:
+    """Each latency-target case's measured time over its parent's, at batch 32 (goal <= 0.63)
+    and batch 1 (goal: not slower than the parent), both interleaved."""
+    lines = []
+    for b in benchmarks:
+        if not b.name.startswith("test_bench_latency_target"):
+            continue
+        b32, b1 = b.extra_info["ratio_b32"], b.extra_info["ratio_b1"]
+        removed = b.extra_info["params_removed"]
+        ok32 = "met" if b32 <= LATENCY_TARGET_GOAL else "NOT met"
+        ok1 = "met" if b1 <= 1.0 else "NOT met"
+        lines.append(
+            f"{b.name}: batch 32 {b32:.3f} (goal <= {LATENCY_TARGET_GOAL}: {ok32}), "
+            f"batch 1 {b1:.3f} (goal <= 1: {ok1}), params removed {removed:.3f}"
         )
     return lines
 

@@ -202,6 +202,67 @@ class ShuffleNetV2(nn.Module):
         return self.head(self.units(self.stem(x)).mean((2, 3)))
 
 
+class GhostModule(nn.Module):
+    """GhostNet's ghost module: a 1x1 conv makes half the channels, a depth-wise 3x3 of those
+    makes the other half, concatenated (channel ``i`` and ``half + i`` are one unit)."""
+
+    def __init__(self, cin: int, cout: int, relu: bool = True) -> None:
+        super().__init__()
+        half = cout // 2
+        act = nn.ReLU() if relu else nn.Identity()
+        self.main = nn.Sequential(nn.Conv2d(cin, half, 1, bias=False), nn.BatchNorm2d(half), act)
+        self.cheap = nn.Sequential(
+            nn.Conv2d(half, half, 3, 1, 1, groups=half, bias=False), nn.BatchNorm2d(half), act
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.main(x)
+        return torch.cat((y, self.cheap(y)), dim=1)
+
+
+class GhostBottleneck(nn.Module):
+    """Ghost module -> (strided depth-wise) -> ghost module, plus an identity or conv shortcut."""
+
+    def __init__(self, cin: int, mid: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.expand = GhostModule(cin, mid)
+        self.dw = (
+            nn.Sequential(nn.Conv2d(mid, mid, 3, 2, 1, groups=mid, bias=False), nn.BatchNorm2d(mid))
+            if stride == 2
+            else nn.Identity()
+        )
+        self.project = GhostModule(mid, cout, relu=False)
+        self.shortcut = (
+            nn.Identity()
+            if stride == 1 and cin == cout
+            else nn.Sequential(
+                nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False),
+                nn.BatchNorm2d(cin),
+                nn.Conv2d(cin, cout, 1, bias=False),
+                nn.BatchNorm2d(cout),
+            )
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.project(self.dw(self.expand(x))) + self.shortcut(x)
+
+
+class GhostNet(nn.Module):
+    """(h) ghost modules: a concat of a conv and a depth-wise conv of its output, summed with
+    the block's input (GhostNet)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()
+        )
+        self.blocks = nn.Sequential(GhostBottleneck(16, 32, 16, 1), GhostBottleneck(16, 48, 24, 2))
+        self.head = nn.Linear(24, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(self.stem(x)).mean((2, 3)))
+
+
 ARCHITECTURES = {
     "squeezenet": (lambda: SqueezeNet(), (1, 3, 32, 32)),
     "resnet": (ResNet, (1, 3, 16, 16)),
@@ -209,6 +270,7 @@ ARCHITECTURES = {
     "grouped_multiplier": (lambda: SqueezeNet(grouped=True, bn=False), (1, 3, 32, 32)),
     "embedding_head": (EmbeddingHead, (1, 3, 16, 16)),
     "shufflenetv2": (ShuffleNetV2, (1, 3, 16, 16)),
+    "ghostnet": (GhostNet, (1, 3, 16, 16)),
 }
 
 

@@ -40,11 +40,12 @@ def test_global_taylor_linear_five_equal_increments(net):
     assert achieved[-1] == pytest.approx(0.5, abs=0.01)
 
 
-# unit by unit the target lands within one point; chunks of 8 channels ("auto") within three
-@pytest.mark.parametrize(("round_to", "slack"), [(None, 0.01), ("auto", 0.03)])
+# unit by unit or in chunks of 8 channels ("auto"), the target lands within one point: in the
+# local scope the groups that step up together at the common fraction step back while they can
+@pytest.mark.parametrize("round_to", [None, "auto"])
 @pytest.mark.parametrize("scope", ["local", "global"])
 @pytest.mark.parametrize("metric", ["params", "macs"])
-def test_target_within_one_point(net, scope, metric, round_to, slack):
+def test_target_within_one_point(net, scope, metric, round_to):
     model, x = net
     pruner = pk.Pruner(
         model,
@@ -57,7 +58,7 @@ def test_target_within_one_point(net, scope, metric, round_to, slack):
     )
     while not pruner.done:
         report = pruner.step()
-    assert 0.4 <= report.achieved[metric] <= 0.4 + slack
+    assert 0.4 <= report.achieved[metric] <= 0.41
     assert report.achieved[metric] == pytest.approx(
         1 - pk.measure(model, x)[metric] / pruner.base[metric], abs=1e-12
     )

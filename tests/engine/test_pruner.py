@@ -345,3 +345,23 @@ def test_kept_maps_the_pruned_outputs_to_the_unpruned_layer():
                        target="channels=0.3", steps=1)  # fmt: skip
     pruner.step()
     assert pruner.kept == {"0": [0, 2, 3, 5, 7]}
+
+
+def test_ghost_modules_lose_a_channel_and_its_depthwise_copy_together():
+    """In a ghost module summed with its input, input channel i and half + i go together:
+    one unit (torch-pruning's groups record each position once, which hides it)."""
+    model, x = _build("ghostnet")
+    pruner = pk.Pruner(model, x, criterion="l1", target=pk.Target(params=0.3), round_to=None)
+    group = next(g for g in pruner.groups if g.name == "blocks.1.shortcut.0")
+    assert group.num_units == 8  # the 16 channels of the stem and of block 0's output, paired
+    assert group.blocks == [[u, u + 8] for u in range(8)]
+    before = copy.deepcopy(model)
+    report = pruner.step()
+    assert report.planned["params"] == pytest.approx(report.achieved["params"], abs=1e-12)
+    stem = model.stem[0].out_channels
+    assert stem % 2 == 0 and stem < 16
+    assert model.blocks[0].project.main[0].out_channels == stem // 2
+    with torch.no_grad():
+        torch.testing.assert_close(
+            model(x), masked_reference(before, report)(x), atol=1e-5, rtol=1e-5
+        )
