@@ -174,22 +174,35 @@ class CostModel:
 
     def remove(self, group: int, units: Sequence[int]) -> dict[str, float]:
         """Apply the removal of ``units`` of ``group``; return the decrease of each metric."""
+        return self._remove(group, units, apply=True)
+
+    def decrease(self, group: int, units: Sequence[int]) -> dict[str, float]:
+        """What :meth:`remove` would return, leaving the model's counts as they are."""
+        return self._remove(group, units, apply=False)
+
+    def _remove(self, group: int, units: Sequence[int], apply: bool) -> dict[str, float]:
         was = None if self.forecast is None else self.latency()
-        touched: dict[int, int] = {}
+        shapes: dict[int, list[int]] = {}
         for t, dim, counts in self.unit_costs[group]:
             gone = sum(counts[u] for u in units)
             if gone:
-                touched.setdefault(t, math.prod(self.shapes[t]))
-                self.shapes[t][dim] -= gone
+                shapes.setdefault(t, list(self.shapes[t]))[dim] -= gone
         params = macs = 0
-        for t, before in touched.items():
-            d = before - math.prod(self.shapes[t])
+        for t, shape in shapes.items():
+            d = math.prod(self.shapes[t]) - math.prod(shape)
             params += d
             macs += d * self.macs_per_elem[t]
-        self.units[group] -= len(units)
-        self.channels -= len(units)
         decrease = {"params": params, "macs": macs, "channels": len(units)}
-        return decrease if was is None else {**decrease, "latency": was - self.latency()}
+        if was is not None:
+            kept = list(self.units)
+            kept[group] -= len(units)
+            decrease["latency"] = was - self.latency(kept)
+        if apply:
+            for t, shape in shapes.items():
+                self.shapes[t] = shape
+            self.units[group] -= len(units)
+            self.channels -= len(units)
+        return decrease
 
 
 def plan_global(
@@ -199,7 +212,9 @@ def plan_global(
 
     With ``round_to`` units go in chunks that keep each group a multiple of it; a chunk is
     ranked by the mean score of its units, and for ``latency`` by its mean score per share of
-    the time it saves: a chunk that saves no time goes last, however low its score.
+    the time it saves: a chunk that saves no time goes last, however low its score. The last
+    chunk is the one next in line (one per group) that reaches ``amount`` with the least
+    overshoot, so that a wide layer's chunk does not carry the step a point past its target.
     """
     orders = [torch.argsort(s, stable=True).tolist() for s in scores]
     times = _times(cost, len(orders))
@@ -223,11 +238,23 @@ def plan_global(
 
     for g in range(len(orders)):
         push(g, 0)
+
+    def chunk_of(g: int, step: int) -> list[int]:
+        return orders[g][removed[g] : len(orders[g]) - kepts[g][step]]
+
     plan: Plan = {}
     done = 0.0
     while heap and done < amount:
         _, g, step = heapq.heappop(heap)
-        chunk = orders[g][removed[g] : len(orders[g]) - kepts[g][step]]
+        chunk = chunk_of(g, step)
+        gain = cost.decrease(g, chunk)[metric]
+        if done + gain > amount:
+            # the last chunk: of those next in line, the one that overshoots least
+            finals = [(cost.decrease(h, chunk_of(h, k))[metric], h, k) for _, h, k in heap]
+            reaching = [f for f in finals if done + f[0] >= amount and f[0] < gain]
+            if reaching:
+                _, g, step = min(reaching)
+                chunk = chunk_of(g, step)
         done += cost.remove(g, chunk)[metric]
         plan.setdefault(g, []).extend(chunk)
         removed[g] += len(chunk)

@@ -1,0 +1,71 @@
+"""Coverage: CNN families written outside this project (pytorchcv, random weights) and the
+face plugin's two networks, each pruned to ``params=0.4`` by l1 (local), Taylor (global) and
+random (local), must land on target (40-41% removed), keep its output shape and still run
+forward and backward.
+
+pytorchcv is installed without its dependencies (``pip install --no-deps pytorchcv``: its
+model modules need only torch); a case skips when its module is absent. Each case records
+the fraction removed (``record_property``: ``--junitxml`` reports it).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import prunekit as pk
+
+#: family -> (module, builder, input size); pytorchcv's at 224, where most end in a 7x7 pool
+ZOO = {
+    "resnet": ("pytorchcv.models.resnet", "resnet18", 224),
+    "preresnet": ("pytorchcv.models.preresnet", "preresnet18", 224),
+    "resnext": ("pytorchcv.models.resnext", "resnext14_16x4d", 224),
+    "seresnet": ("pytorchcv.models.seresnet", "seresnet18", 224),
+    "regnet": ("pytorchcv.models.regnet", "regnetx002", 224),
+    "efficientnet": ("pytorchcv.models.efficientnet", "efficientnet_b0", 224),
+    "mobilenetv2": ("pytorchcv.models.mobilenetv2", "mobilenetv2_w1", 224),
+    "mobilenetv3": ("pytorchcv.models.mobilenetv3", "mobilenetv3_small_w1", 224),
+    "ghostnet": ("pytorchcv.models.ghostnet", "ghostnet", 224),
+    "mnasnet": ("pytorchcv.models.mnasnet", "mnasnet_b1", 224),
+    "proxylessnas": ("pytorchcv.models.proxylessnas", "proxylessnas_mobile", 224),
+    "mixnet": ("pytorchcv.models.mixnet", "mixnet_s", 224),
+    "densenet": ("pytorchcv.models.densenet", "densenet121", 224),
+    "dla": ("pytorchcv.models.dla", "dla34", 224),
+    "darknet": ("pytorchcv.models.darknet53", "darknet53", 224),
+    "hrnet": ("pytorchcv.models.hrnet", "hrnet_w18_small_v1", 224),
+    "vovnet": ("pytorchcv.models.vovnet", "vovnet27s", 224),
+    "peleenet": ("pytorchcv.models.peleenet", "peleenet", 224),
+    "shufflenetv2": ("pytorchcv.models.shufflenetv2", "shufflenetv2_w1", 224),
+    "squeezenext": ("pytorchcv.models.squeezenext", "sqnxt23_w1", 224),
+    "squeezenet": ("pytorchcv.models.squeezenet", "squeezenet_v1_1", 224),
+    "squeezefaceposenet_dwc": ("prunekit_face.models", "squeezefacenet_dwc", 113),
+    "squeezerfacenet": ("prunekit_face.models", "squeezefacenet", 113),
+}
+CASES = [("l1", "local"), ("taylor", "global"), ("random", "local")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("criterion", "scope"), CASES, ids=[f"{c}-{s}" for c, s in CASES])
+@pytest.mark.parametrize("family", list(ZOO))
+def test_a_zoo_model_lands_on_target_and_still_runs(family, criterion, scope, record_property):
+    module, builder, size = ZOO[family]
+    torch.manual_seed(0)
+    model = getattr(pytest.importorskip(module), builder)().eval()
+    x = torch.randn(1, 3, size, size)
+    with torch.no_grad():
+        shape = model(x).shape
+    before = pk.measure(model, x)["params"]
+    pruner = pk.Pruner(model, x, criterion=criterion, target="params=0.4", scope=scope, steps=1)
+    if pruner.needs_grad:
+        model(torch.randn(2, 3, size, size)).pow(2).mean().backward()
+        pruner.accumulate()
+        model.zero_grad(set_to_none=True)
+    report = pruner.step()
+    removed = 1 - pk.measure(model, x)["params"] / before
+    record_property("removed", round(removed, 4))
+    assert removed == pytest.approx(report.achieved["params"], abs=1e-12)
+    assert 0.40 - 1e-12 <= removed <= 0.41, f"{family} {criterion}-{scope}: {removed:.4f} removed"
+    out = model(torch.randn(2, 3, size, size))
+    assert out.shape[1:] == shape[1:]
+    out.pow(2).mean().backward()
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
