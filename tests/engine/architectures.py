@@ -263,6 +263,43 @@ class GhostNet(nn.Module):
         return self.head(self.blocks(self.stem(x)).mean((2, 3)))
 
 
+class TransformerBlock(nn.Module):
+    """Pre-norm transformer block: attention (its width is left whole) and an MLP."""
+
+    def __init__(self, dim: int, heads: int, hidden: int) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.norm2 = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.norm1(x)
+        x = x + self.attn(y, y, y, need_weights=False)[0]
+        return x + self.fc2(self.act(self.fc1(self.norm2(x))))
+
+
+class ViT(nn.Module):
+    """(i) a vision transformer: patch and position embeddings, two blocks whose MLP hidden
+    units are the prunable channels (8x the token width, so that most parameters can go; the
+    token width feeds the attention's packed projection, which cannot be counted, and is
+    left whole)."""
+
+    def __init__(self, dim: int = 32, patch: int = 4, size: int = 16) -> None:
+        super().__init__()
+        self.patch = nn.Conv2d(3, dim, patch, patch)
+        self.pos = nn.Parameter(torch.randn(1, (size // patch) ** 2, dim) * 0.02)
+        self.blocks = nn.Sequential(*(TransformerBlock(dim, 4, 8 * dim) for _ in range(2)))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.patch(x).flatten(2).transpose(1, 2) + self.pos
+        return self.head(self.norm(self.blocks(x)).mean(1))
+
+
 ARCHITECTURES = {
     "squeezenet": (lambda: SqueezeNet(), (1, 3, 32, 32)),
     "resnet": (ResNet, (1, 3, 16, 16)),
@@ -271,6 +308,7 @@ ARCHITECTURES = {
     "embedding_head": (EmbeddingHead, (1, 3, 16, 16)),
     "shufflenetv2": (ShuffleNetV2, (1, 3, 16, 16)),
     "ghostnet": (GhostNet, (1, 3, 16, 16)),
+    "vit": (ViT, (1, 3, 16, 16)),
 }
 
 

@@ -14,7 +14,11 @@ from tests.engine.architectures import ARCHITECTURES, SqueezeNet, randomize_norm
 from tests.engine.equivalence import assert_kept_weights_identical, masked_reference
 
 CRITERIA = ["taylor", "l1", "l2", "random", "bn_scale"]
-NO_BN = {"grouped_multiplier", "embedding_head"}  # groups without BatchNorm: bn_scale refuses
+NO_BN = {
+    "grouped_multiplier",
+    "embedding_head",
+    "vit",
+}  # groups without BatchNorm: bn_scale refuses
 
 
 def _build(name: str) -> tuple[nn.Module, torch.Tensor]:
