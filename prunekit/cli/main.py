@@ -203,6 +203,10 @@ def _latency(args: argparse.Namespace) -> int:
     text = table.render(args.format)
     if args.out:
         atomic.write_text(args.out, text)
+    if args.plot:
+        from prunekit.runner.speed import latency_plot
+
+        latency_plot(Path(args.folder), table, Path(args.plot))
     print(text, end="")
     return 0
 
@@ -355,6 +359,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--format", choices=FORMATS, default="plain")
     p.add_argument("--out", metavar="FILE", help="also write the table to FILE")
+    p.add_argument(
+        "--plot",
+        metavar="PNG",
+        help="a comparison's plot redrawn with these latencies (largest batch)",
+    )
     p.set_defaults(command=_latency)
 
     p = sub.add_parser("export", help="export a checkpoint to ONNX or torch.export (.pt2)")

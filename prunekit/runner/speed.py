@@ -12,6 +12,7 @@ instead of giving a verdict.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,12 +22,15 @@ import numpy as np
 import torch
 
 import prunekit as pk
+from prunekit import yamlfile
 from prunekit.errors import PrunekitError
 from prunekit.latency import Runtime, measure_latencies, reliability, resolve_runtime
+from prunekit.registry import TASKS
+from prunekit.reporting.plots import compare_plot, plot_title
 from prunekit.reporting.tables import Table, size
 from prunekit.reporting.text import counted
 from prunekit.runner.checkpoint import open_checkpoint
-from prunekit.runner.rundir import RunDir
+from prunekit.runner.rundir import CompareDir, RunDir
 
 #: the speed goal of a pruned model: latency ratio <= min(1, MACs ratio + SLACK)
 SLACK = 0.10
@@ -181,3 +185,39 @@ def _mean(items: list[dict[str, Any]], batches: Sequence[int]) -> dict[str, Any]
             b: float(np.mean([i["timed"][b]["median_ms"] for i in items])) for b in batches
         },
     }
+
+
+def latency_plot(folder: Path, table: Table, path: Path) -> None:
+    """A comparison's plot (``compare.png``'s two panels) with the latency of ``table``, just
+    measured at its largest batch, in place of the one each run timed while it ran (which other
+    work on the machine may have spoiled)."""
+    compare = CompareDir(Path(folder))
+    results = compare.summary("results.json")
+    if not results.is_file():
+        raise PrunekitError(
+            f"--plot needs a finished comparison, and {folder} has no results.json: give the "
+            "output folder of `prunekit compare`"
+        )
+    config = yamlfile.load_mapping(compare.config)
+    primary = TASKS.get(config["task"]).primary_metric
+    batch = max(int(m.group(1)) for h in table.headers if (m := re.match(r"batch (\d+)", h)))
+    latency = {(r["criterion"], r["step"]): r[f"latency_b{batch}_ms"] for r in table.records}
+    summary = []
+    for row in json.loads(results.read_text()):
+        criterion = row["criterion"].split(" / ")[0]  # a recipe's label: "criterion / recipe"
+        summary.append(
+            {
+                **row,
+                "latency_ms": latency[(criterion, row["step"])],
+                "metrics": {primary: [row[f"{primary}_mean"], row[f"{primary}_std"]]},
+            }
+        )
+    labels = list(dict.fromkeys(r["criterion"] for r in summary if r["step"]))
+    criteria = list(dict.fromkeys(label.split(" / ")[0] for label in labels))
+    recipes = list(dict.fromkeys(label.split(" / ")[1] for label in labels if " / " in label))
+    # a comparison of criteria ran the configured recovery (compare names no recipe then)
+    recipes = recipes or ["+".join(config["recovery"]["methods"]) or "none"]
+    first = sorted(p for p in (compare.root / "runs").glob("*") if p.is_dir())[0]
+    source = (RunDir(first).read_log()[0].get("provenance") or {}).get("data.source")
+    heading = plot_title(config["task"], source, criteria, recipes)
+    compare_plot(summary, primary, path, heading, note=f"latency: {table.note.splitlines()[0]}")

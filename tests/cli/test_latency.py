@@ -175,3 +175,50 @@ def test_missing_cuda_is_refused_before_loading(cli, toy_compare):
 def test_a_folder_without_checkpoints_is_refused(tmp_path):
     with pytest.raises(pk.PrunekitError, match="holds no checkpoints: give a run directory"):
         speed.checkpoints(tmp_path)
+
+
+def test_plot_redraws_the_comparison_with_the_measured_latency(
+    cli, toy_compare, machine, monkeypatch, tmp_path
+):
+    machine(0.0)
+    drawn = {}
+    monkeypatch.setattr(
+        speed, "compare_plot", lambda summary, primary, path, title, note: drawn.update(locals())
+    )
+    code, out, err = cli(
+        "latency", str(toy_compare), "--batch", "1,4", "--repeats", "1", "--format", "json",
+        "--plot", str(tmp_path / "latency.png"),
+    )  # fmt: skip
+    assert code == 0, err
+    rows = json.loads(out[out.index("[\n") :])
+    measured = {(r["criterion"], r["step"]): r["latency_b4_ms"] for r in rows}
+    summary = drawn["summary"]
+    assert [(s["criterion"], s["step"]) for s in summary] == list(measured)
+    assert [s["latency_ms"] for s in summary] == list(measured.values())  # not the runs' own
+    results = json.loads((toy_compare / "results.json").read_text())
+    primary = drawn["primary"]
+    assert [s["metrics"][primary][0] for s in summary] == [r[f"{primary}_mean"] for r in results]
+    assert drawn["title"] == "toy: l1, random; recovery finetune"  # as compare.png's
+    assert drawn["path"] == tmp_path / "latency.png"
+
+
+def test_a_real_plot_file_is_written(cli, toy_compare, machine, tmp_path):
+    machine(0.0)
+    png = tmp_path / "latency.png"
+    code, _, err = cli(
+        "latency", str(toy_compare), "--batch", "2", "--repeats", "1", "--plot", str(png)
+    )
+    assert code == 0, err
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_needs_a_finished_comparison(cli, toy_compare, tmp_path):
+    code, _, err = cli(
+        "latency",
+        str(toy_compare / "runs/l1-seed0"),
+        "--repeats",
+        "1",
+        "--plot",
+        str(tmp_path / "x.png"),
+    )
+    assert code == 2 and "--plot needs a finished comparison" in err
