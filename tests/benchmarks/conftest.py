@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
+
+import prunekit as pk
 
 #: (numerator, denominator, goal) pairs the project tracks, as medians measured in one run
 #: (latency pairs are found by name, see ``_latency_lines``)
@@ -21,6 +25,33 @@ def paper_squeezenet():
     models = pytest.importorskip("prunekit_face.models")
     torch.set_num_threads(2)
     return lambda: models.squeezefacenet(bn=True)
+
+
+#: the paper network's input size
+SIZE = 113
+
+
+@pytest.fixture(scope="module")
+def parent(paper_squeezenet):
+    """The paper's network with seeded random weights, in eval mode."""
+    torch.manual_seed(0)
+    return paper_squeezenet().eval()
+
+
+def pruned(parent: torch.nn.Module, criterion: str, scope: str, **options) -> torch.nn.Module:
+    """A copy of ``parent`` pruned in one step (``options`` go to ``pk.Pruner``); gradient
+    criteria get two seeded batches first."""
+    model = copy.deepcopy(parent)
+    example = torch.randn(1, 3, SIZE, SIZE)
+    pruner = pk.Pruner(model, example, criterion=criterion, scope=scope, **options)
+    if pruner.needs_grad:
+        gen = torch.Generator().manual_seed(0)
+        for _ in range(2):
+            model(torch.randn(4, 3, SIZE, SIZE, generator=gen)).pow(2).mean().backward()
+            pruner.accumulate()
+        model.zero_grad(set_to_none=True)
+    pruner.step()
+    return model.eval()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

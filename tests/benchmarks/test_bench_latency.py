@@ -12,37 +12,19 @@ interleaved rounds (``extra_info["interleaved_ratio"]``), and the summary prints
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 
 import prunekit as pk
 from prunekit.latency import measure_latencies
+from tests.benchmarks.conftest import SIZE, pruned
 
-SIZE = 113
 BATCHES = [1, 32]
 CRITERIA = ["taylor", "l1", "l2", "random", "bn_scale"]
 
 
-@pytest.fixture(scope="module")
-def parent(paper_squeezenet):
-    torch.manual_seed(0)
-    return paper_squeezenet().eval()
-
-
 def _pruned(parent: torch.nn.Module, criterion: str, scope: str) -> torch.nn.Module:
-    model = copy.deepcopy(parent)
-    example = torch.randn(1, 3, SIZE, SIZE)
-    pruner = pk.Pruner(model, example, criterion=criterion, target="macs=0.4", scope=scope)
-    if pruner.needs_grad:
-        gen = torch.Generator().manual_seed(0)
-        for _ in range(2):
-            model(torch.randn(4, 3, SIZE, SIZE, generator=gen)).pow(2).mean().backward()
-            pruner.accumulate()
-        model.zero_grad(set_to_none=True)
-    pruner.step()
-    return model.eval()
+    return pruned(parent, criterion, scope, target="macs=0.4")
 
 
 def _latency(benchmark, model: torch.nn.Module, batch: int, parent=None) -> None:

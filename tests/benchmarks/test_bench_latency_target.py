@@ -13,7 +13,6 @@ the other cases.
 
 from __future__ import annotations
 
-import copy
 import os
 
 import pytest
@@ -21,8 +20,8 @@ import torch
 
 import prunekit as pk
 from prunekit.latency import measure_latencies
+from tests.benchmarks.conftest import SIZE, pruned
 
-SIZE = 113
 BATCH = 32
 CRITERIA = ["taylor", "l1", "l2", "random", "bn_scale"]
 TIMING = {"batch_size": BATCH, "threads": 2, "repeats": 5, "warmup": 1}
@@ -43,26 +42,8 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def parent(paper_squeezenet):
-    torch.manual_seed(0)
-    return paper_squeezenet().eval()
-
-
 def _pruned(parent: torch.nn.Module, criterion: str, scope: str) -> torch.nn.Module:
-    model = copy.deepcopy(parent)
-    example = torch.randn(1, 3, SIZE, SIZE)
-    pruner = pk.Pruner(
-        model, example, criterion=criterion, target="latency=0.6", scope=scope, latency=TIMING
-    )
-    if pruner.needs_grad:
-        gen = torch.Generator().manual_seed(0)
-        for _ in range(2):
-            model(torch.randn(4, 3, SIZE, SIZE, generator=gen)).pow(2).mean().backward()
-            pruner.accumulate()
-        model.zero_grad(set_to_none=True)
-    pruner.step()
-    return model.eval()
+    return pruned(parent, criterion, scope, target="latency=0.6", latency=TIMING)
 
 
 @pytest.mark.parametrize(("criterion", "scope"), CASES)
