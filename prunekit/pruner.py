@@ -13,7 +13,7 @@ import itertools
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Annotated, Any, Literal
 
 import torch
@@ -74,17 +74,19 @@ class PruneSettings(Settings):
 #: the Pruner's defaults, declared once by :class:`PruneSettings`
 DEFAULT = PruneSettings()
 
-#: a latency step whose measured ratio is further than this from both its goal and its
-#: prediction is undone and planned again with the corrected forecast ...
-TOLERANCE = 0.01
-#: ... at most this often
-CORRECTIONS = 2
+#: a latency step is kept when its measured ratio is at most its goal and at most this much
+#: below it (the promise: "at most 60%", landing within 3 points) ...
+WINDOW = 0.03
+#: ... or else undone and planned again with the corrected forecast, at most this often; the
+#: try that came nearest the window is then planned once more and kept
+CORRECTIONS = 4
+
+Try = tuple[float, float]  # (the forecast's scale a plan was made with, its measured ratio)
 
 
-def _mispredicted(measured: float, predicted: float, goal: float) -> bool:
-    """Whether a latency step missed its goal because its prediction was wrong (planning
-    again with the corrected forecast then lands closer), rather than by the rounding."""
-    return abs(measured - goal) > TOLERANCE and abs(measured - predicted) > TOLERANCE
+def _miss(measured: float, goal: float) -> float:
+    """How far a measured latency ratio lies outside its step's window (0 inside it)."""
+    return max(measured - goal, goal - WINDOW - measured, 0.0)
 
 
 def make_criterion(
@@ -219,10 +221,11 @@ class Pruner:
     :mod:`prunekit.latency`'s settings on the model's device, with the example inputs). The
     Pruner builds (or reads from its cache) a latency table of the model, plans with it, and
     after each step times the pruned model against a copy of the parent, scaling the
-    predicted savings by measured / predicted: a step that missed its share because the
-    prediction was off (by more than :data:`TOLERANCE`) is undone and planned again
-    (:data:`CORRECTIONS` times at most; from the second time on with the scale interpolated
-    between the tries), and the next step starts from the corrected forecast.
+    predicted savings by measured / predicted. A step is kept when it measures at most its
+    goal and within :data:`WINDOW` below it; otherwise it is undone and planned again with the
+    corrected forecast (:data:`CORRECTIONS` times at most; from the second time on with the
+    scale interpolated between the tries that bracket the goal, after which the nearest try is
+    kept), and the next step starts from the corrected forecast.
     ``measure`` replaces the timing (tests inject a deterministic one).
     """
 
@@ -420,7 +423,7 @@ class Pruner:
         layers_before = self._layer_channels()
         scores = self.criterion.scores(self.groups, self.step_index)
         channel_plan = self._channel_plan
-        tries: list[tuple[float, float]] = []  # this step's (scale planned with, measured)
+        tries: list[Try] = []  # this step's plans, while none lands in the window
         for attempt in itertools.count():
             cost = self._cost()
             metric, amount, fraction = self._goal(n, cost, scores)
@@ -435,16 +438,18 @@ class Pruner:
                 undo.restore()
                 self._channel_plan = channel_plan
                 raise
-            if (
-                metric != "latency"
-                or attempt == CORRECTIONS
-                or not _mispredicted(measured, 1.0 - predicted["latency"], 1.0 - fraction)
-            ):
+            goal = 1.0 - fraction
+            if metric != "latency" or _miss(measured, goal) == 0.0 or attempt > CORRECTIONS:
                 break
             tries.append((scale, measured))
-            if len(tries) >= 2:
-                self._forecast = self._forecast.toward(tries, 1.0 - fraction)
-            undo.restore()  # and plan again with the corrected forecast
+            if attempt < CORRECTIONS:
+                self._forecast = self._forecast.toward(tries, goal - WINDOW / 2)
+            else:  # out of tries: plan the nearest one again (a plan depends only on the scale)
+                nearest = min(tries, key=lambda t: _miss(t[1], goal))
+                if nearest is tries[-1]:
+                    break
+                self._forecast = replace(self._forecast, scale=nearest[0])
+            undo.restore()
         self._track_kept(removed, layers_before)
         self.criterion.reset()
         self.step_index = n
@@ -491,7 +496,10 @@ class Pruner:
             fraction = self.schedule.fraction(n, self.steps, target)
             return "channels", float(want - done), fraction
         fraction = target if n == self.steps else self.schedule.fraction(n, self.steps, target)
-        return metric, current[metric] - (1 - fraction) * self.base[metric], fraction
+        amount = current[metric] - (1 - fraction) * self.base[metric]
+        if metric == "latency":  # aim at the middle of the window a measured step is kept in
+            amount += WINDOW / 2 * self.base[metric]
+        return metric, amount, fraction
 
     def _measure_latency(self, cost: CostModel) -> float | None:
         """The pruned model's time as a ratio to the parent's, timed in interleaved rounds with

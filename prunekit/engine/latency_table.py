@@ -204,13 +204,29 @@ class Forecast:
 
     def toward(self, tries: Sequence[tuple[float, float]], goal: float) -> Forecast:
         """This forecast with the scale at which a plan should measure ``goal``, by the secant
-        through the last two ``(scale planned with, measured ratio)`` tries of a step: where
+        through two ``(scale planned with, measured ratio)`` tries of a step: the nearest on
+        either side of ``goal`` once tries bracket it (kept within the middle half of that
+        bracket, as in a safeguarded regula falsi), else the last two. Where
         savings are not proportional to the table's, scaling by the last try alone swings
-        between too much and too little. Unchanged if the tries do not order (noise)."""
-        (s1, m1), (s2, m2) = tries[-2:]
+        between too much and too little. Unchanged with one try, or if the two do not order
+        (noise)."""
+        below = [t for t in tries if t[1] <= goal]
+        above = [t for t in tries if t[1] > goal]
+        bracketed = bool(below and above)
+        if bracketed:
+            pair = [max(below, key=lambda t: t[1]), min(above, key=lambda t: t[1])]
+        else:
+            pair = list(tries[-2:])
+        if len(pair) < 2:
+            return self
+        (s1, m1), (s2, m2) = pair
         if (m2 - m1) * (s2 - s1) <= 0:  # a larger scale plans less, so measures slower
             return self
-        return self._scaled(s2 + (goal - m2) * (s2 - s1) / (m2 - m1))
+        scale = s2 + (goal - m2) * (s2 - s1) / (m2 - m1)
+        if bracketed:  # within the middle half of the bracket: a noisy end cannot stall it
+            lo, hi = sorted((s1, s2))
+            scale = min(max(scale, lo + (hi - lo) / 4), hi - (hi - lo) / 4)
+        return self._scaled(scale)
 
     def _scaled(self, scale: float) -> Forecast:
         return replace(self, scale=min(max(scale, 1.0 / SCALE_RANGE), SCALE_RANGE))

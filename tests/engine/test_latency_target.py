@@ -84,14 +84,18 @@ def stepped_ms(model: nn.Module) -> float:
 
 
 class Fake:
-    """A measure callable timing every model by ``ms(model)``; it records its calls."""
+    """A measure callable timing every model by ``ms(model)``; it records its calls, and the
+    ratio of every check of a pruned model against its parent."""
 
     def __init__(self, ms=linear_ms) -> None:
-        self.ms, self.calls = ms, []
+        self.ms, self.calls, self.checks = ms, [], []
 
     def __call__(self, models, batch_size, repeats):
         self.calls.append((len(models), batch_size, repeats))
-        return [self.ms(m) for m in models]
+        times = [self.ms(m) for m in models]
+        if len(models) == 2:
+            self.checks.append(times[1] / times[0])
+        return times
 
 
 def groups_of(model: nn.Module):
@@ -333,7 +337,7 @@ def short_of_the_table(model: nn.Module) -> float:
 @pytest.mark.parametrize("steps", [2, 3])
 @pytest.mark.parametrize("scope", ["local", "global"])
 def test_a_step_off_its_prediction_corrects_the_next(monkeypatch, scope, steps):
-    monkeypatch.setattr(prunekit.pruner, "TOLERANCE", 1.0)  # no second plan within a step
+    monkeypatch.setattr(prunekit.pruner, "CORRECTIONS", 0)  # no second plan within a step
     fake = Fake()
     pruner = pk.Pruner(
         net(), X, criterion="l1", target="latency=0.6", steps=steps, scope=scope, measure=fake
@@ -373,16 +377,40 @@ def quadratic(model: nn.Module) -> float:
     return full * (1 - 2 * (1 - predicted) ** 2)
 
 
-def test_a_second_plan_again_interpolates_the_scale_between_the_tries():
-    """Scaled by the last try alone the plans would swing between 0.68 (scale 1) and 0.5
-    (scale 0.8); the secant through both lands the third between them, near 0.6."""
+def test_a_third_plan_interpolates_the_scale_between_the_tries_around_the_goal():
+    """Scaled by the last try alone the plans would swing from one side of 0.6 to the other;
+    the secant through the two tries that bracket it lands nearer than both."""
     fake = Fake()
     pruner = pk.Pruner(net(), X, criterion="l1", target="latency=0.6", measure=fake)
     fake.ms = quadratic
-    calls = len(fake.calls)
+    pruner.step()
+    first, second, third = fake.checks[:3]
+    assert min(first, second) < 0.6 < max(first, second)
+    assert abs(third - 0.6) < min(abs(first - 0.6), abs(second - 0.6))
+
+
+def test_without_a_try_in_the_window_the_nearest_is_planned_again_and_kept():
+    """The test net's widths are too coarse for any plan to measure within [0.57, 0.60] under
+    quadratic savings: after the last correction the try nearest the window is made again."""
+    fake = Fake()
+    pruner = pk.Pruner(net(), X, criterion="l1", target="latency=0.6", measure=fake)
+    fake.ms = quadratic
     report = pruner.step()
-    assert len(fake.calls) - calls == 1 + prunekit.pruner.CORRECTIONS
-    assert report.measured_latency == pytest.approx(0.6, abs=0.03)
+    tries = fake.checks[:-1]
+    assert len(tries) == 1 + prunekit.pruner.CORRECTIONS
+    assert all(prunekit.pruner._miss(r, 0.6) > 0 for r in tries)  # none in the window
+    nearest = min(tries, key=lambda r: prunekit.pruner._miss(r, 0.6))
+    assert fake.checks[-1] == nearest == report.measured_latency
+
+
+def test_the_first_try_measured_in_the_window_is_kept():
+    fake = Fake()
+    pruner = pk.Pruner(net(), X, criterion="l1", target="latency=0.6", measure=fake)
+    report = pruner.step()
+    *missed, kept = fake.checks
+    assert kept == report.measured_latency
+    assert 0.6 - prunekit.pruner.WINDOW <= kept <= 0.6
+    assert all(prunekit.pruner._miss(r, 0.6) > 0 for r in missed)
 
 
 def test_the_report_shows_predicted_and_measured_latency():
