@@ -2,8 +2,8 @@
 32), pruned in one step with ``Target(latency=0.6)`` by every built-in criterion in both
 scopes (figures, no asserts; the verdicts print at the end of a benchmark run).
 
-A default test run times one case (l1, local); the whole grid of ten takes about 12 minutes
-on a 2-core CPU and runs with ``PRUNEKIT_BENCH_GRID=1``.
+A default test run times one case (l1, local: 158 s on a 2-core CPU); the whole grid of ten
+runs with ``PRUNEKIT_BENCH_GRID=1`` (693 s before a step could take five tries; longer now).
 
 Each test times the pruned model against its parent in interleaved rounds at batch 32 (the
 ratio the goal is about: at most 0.63 of the parent's time) and at batch 1 (never slower
