@@ -156,6 +156,8 @@ class ChannelGroup:
     #: several when channels are coupled through the root itself, e.g. GhostNet's concat of a
     #: conv and a depth-wise conv of its output, summed with the block input
     blocks: list[list[int]] | None = field(default=None, repr=False)
+    #: module -> qualified name, shared by the groups of one :func:`find_groups` call
+    names: dict[nn.Module, str] = field(default_factory=dict, repr=False)
 
     @property
     def has_norm(self) -> bool:
@@ -173,7 +175,7 @@ class ChannelGroup:
         """Physically remove ``units``; returns the removed indices per module name and side, as
         indices of the layers before this call."""
         removed: dict[str, dict[str, list[int]]] = {}
-        names = module_names(self.graph)
+        names = self.names or module_names(self.graph)
         blocks = units if self.blocks is None else [b for u in units for b in self.blocks[u]]
         for part in self.parts:
             root_idxs = part.root_indices(sorted(blocks))
@@ -515,12 +517,12 @@ def find_groups(
                 unmerged.update(dict.fromkeys(grouped_inputs, root))
                 continue
             parts, num_units = merged
-        blocks = _coupled_blocks(parts, num_units)
-        slices = _slices(parts, num_units, graph, blocks)
+        blocks = _blocks_of(graph, parts, num_units)
+        slices = _slices(parts, num_units, graph, blocks, names)
         units = num_units if blocks is None else len(blocks)
         floor = 2 if grouped_inputs else 1
         result.append(
-            ChannelGroup(names[parts[0].root], units, slices, parts, graph, floor, blocks)
+            ChannelGroup(names[parts[0].root], units, slices, parts, graph, floor, blocks, names)
         )
     merged_roots = {names[p.root] for g in result for p in g.parts}
     for conv, child in out_group_of.items():
@@ -676,6 +678,30 @@ def _merge_grouped(
     return parts, n_groups
 
 
+#: per traced graph, the shapes (see :func:`_blocks_of`) of the groups found without coupled
+#: blocks: removing whole units cannot make two root channels meet that did not meet before
+_UNCOUPLED: weakref.WeakKeyDictionary[tp.DependencyGraph, set[Any]] = weakref.WeakKeyDictionary()
+
+
+def _blocks_of(
+    graph: tp.DependencyGraph, parts: list[_Part], num_units: int
+) -> list[list[int]] | None:
+    """:func:`_coupled_blocks`, skipped for a group whose dependencies (same layers, same
+    operations, in the same order) were already found uncoupled in an earlier call: the walk
+    is the costliest part of finding the groups, and they are found again after every step."""
+    shape = tuple(
+        (id(p.root), p.block, tuple((id(i.dep.target), i.dep.handler) for i in p.items))
+        for p in parts
+    )
+    known = _UNCOUPLED.setdefault(graph, set())
+    if shape in known:
+        return None
+    blocks = _coupled_blocks(parts, num_units)
+    if blocks is None:
+        known.add(shape)
+    return blocks
+
+
 def _coupled_blocks(parts: list[_Part], num_units: int) -> list[list[int]] | None:
     """The blocks of root channels that only go together, as lists (``None``: every block
     goes alone, the usual case).
@@ -735,11 +761,14 @@ def _coupled_blocks(parts: list[_Part], num_units: int) -> list[list[int]] | Non
 
 
 def _slices(
-    parts: list[_Part], num_units: int, graph: tp.DependencyGraph, blocks: list[list[int]] | None
+    parts: list[_Part],
+    num_units: int,
+    graph: tp.DependencyGraph,
+    blocks: list[list[int]] | None,
+    names: dict[nn.Module, str],
 ) -> list[ParamSlice]:
     """Parameter slices of every unit (``blocks``: see :func:`_coupled_blocks`), each
     (parameter, dim, index) counted once."""
-    names = module_names(graph)
     unit_of = list(range(num_units))
     for u, members in enumerate(blocks or []):
         for b in members:
