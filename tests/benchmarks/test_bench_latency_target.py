@@ -3,7 +3,7 @@
 scopes (figures, no asserts; the verdicts print at the end of a benchmark run).
 
 A default test run times one case (l1, local: 158 s on a 2-core CPU); the whole grid of ten
-runs with ``PRUNEKIT_BENCH_GRID=1`` (693 s before a step could take five tries; longer now).
+runs with ``PRUNEKIT_BENCH_GRID=1`` (860 s on the idle machine).
 
 Each test times the pruned model against its parent in interleaved rounds at batch 32 (the
 ratio the goal is about: at most 0.63 of the parent's time) and at batch 1 (never slower
