@@ -369,3 +369,22 @@ def test_ghost_modules_lose_a_channel_and_its_depthwise_copy_together():
         torch.testing.assert_close(
             model(x), masked_reference(before, report)(x), atol=1e-5, rtol=1e-5
         )
+
+
+def test_groups_found_again_after_a_step_walk_only_the_coupled_ones(monkeypatch):
+    """The coupled-blocks walk is redone after a step only for groups that had coupled blocks:
+    a group found uncoupled stays uncoupled when whole units go, and the ghost pairs survive."""
+    from prunekit.engine import groups as groups_module
+
+    model, x = _build("ghostnet")
+    pruner = pk.Pruner(model, x, criterion="l1", target=pk.Target(params=0.3), steps=2)
+    coupled = sum(g.blocks is not None for g in pruner.groups)
+    walked = []
+    real = groups_module._coupled_blocks
+    monkeypatch.setattr(groups_module, "_coupled_blocks", lambda *a: walked.append(1) or real(*a))
+    pruner.step()
+    assert 0 < coupled < len(pruner.groups)
+    assert len(walked) == coupled
+    group = next(g for g in pruner.groups if g.name == "blocks.1.shortcut.0")
+    half = group.num_units
+    assert group.blocks == [[u, u + half] for u in range(half)]
