@@ -150,14 +150,14 @@ class ChannelGroup:
     slices: list[ParamSlice]
     parts: list[_Part] = field(repr=False)
     graph: tp.DependencyGraph = field(repr=False)
+    #: module -> qualified name, shared by the groups of one :func:`find_groups` call
+    names: dict[nn.Module, str] = field(repr=False)
     #: fewest units the group may keep (2 for grouped convs: one group would make a plain conv)
     min_units: int = 1
     #: per unit, the blocks of root channels it removes (default: unit ``u`` is block ``u``);
     #: several when channels are coupled through the root itself, e.g. GhostNet's concat of a
     #: conv and a depth-wise conv of its output, summed with the block input
     blocks: list[list[int]] | None = field(default=None, repr=False)
-    #: module -> qualified name, shared by the groups of one :func:`find_groups` call
-    names: dict[nn.Module, str] = field(default_factory=dict, repr=False)
 
     @property
     def has_norm(self) -> bool:
@@ -175,7 +175,6 @@ class ChannelGroup:
         """Physically remove ``units``; returns the removed indices per module name and side, as
         indices of the layers before this call."""
         removed: dict[str, dict[str, list[int]]] = {}
-        names = self.names or module_names(self.graph)
         blocks = units if self.blocks is None else [b for u in units for b in self.blocks[u]]
         for part in self.parts:
             root_idxs = part.root_indices(sorted(blocks))
@@ -192,8 +191,8 @@ class ChannelGroup:
                     _prune_grouped_conv(module, idxs)
                 else:
                     dep(idxs)
-                if isinstance(module, nn.Module) and module in names:
-                    done = removed.setdefault(names[module], {}).setdefault(role, [])
+                if isinstance(module, nn.Module) and module in self.names:
+                    done = removed.setdefault(self.names[module], {}).setdefault(role, [])
                     done.extend(original_indices(done, idxs))  # a later part sees fewer
         return removed
 
@@ -522,7 +521,7 @@ def find_groups(
         units = num_units if blocks is None else len(blocks)
         floor = 2 if grouped_inputs else 1
         result.append(
-            ChannelGroup(names[parts[0].root], units, slices, parts, graph, floor, blocks, names)
+            ChannelGroup(names[parts[0].root], units, slices, parts, graph, names, floor, blocks)
         )
     merged_roots = {names[p.root] for g in result for p in g.parts}
     for conv, child in out_group_of.items():
