@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 
@@ -17,6 +18,7 @@ from prunekit.recovery.data import stream
 from prunekit.registry import register_recovery
 
 LOSSES = ("cosine", "mse", "kl")
+SCHEDULES = ("constant", "cosine")
 Features = tuple[torch.Tensor, dict[str, torch.Tensor]]
 
 
@@ -83,6 +85,8 @@ class Distill(Recovery):
     kept channels, with weight ``layer_weight``. ``batch``: rows per optimizer step; each
     calibration batch (with its flipped copy) is split into steps of at most that many rows, so
     a small image budget still takes enough steps (default: one step per calibration batch).
+    ``schedule``: ``"constant"`` learning rate, or ``"cosine"`` decay from ``lr`` to zero over
+    the image budget (a short run then ends on small steps instead of on Adam's noise).
     Teacher outputs (and features) of every calibration batch are cached in the context.
     """
 
@@ -102,6 +106,7 @@ class Distill(Recovery):
         layers: Sequence[str] | None = None,
         layer_weight: float = 1.0,
         batch: int | None = None,
+        schedule: str = "constant",
     ) -> None:
         super().__init__(images)
         if loss not in (None, *LOSSES):
@@ -134,6 +139,11 @@ class Distill(Recovery):
                 f"distill: batch={batch!r} is out of range: give an int >= 1 or None"
             )
         self.batch = batch
+        if schedule not in SCHEDULES:
+            raise PrunekitError(
+                f"distill: schedule={schedule!r} is unknown: use 'constant' or 'cosine'"
+            )
+        self.schedule = schedule
 
     def run(
         self, model: nn.Module, context: RecoveryContext, images: int, deadline: float | None
@@ -179,6 +189,10 @@ class Distill(Recovery):
                 size = self.batch or n
                 for start in range(0, n, size):
                     part = slice(start, start + size)
+                    if self.schedule == "cosine":
+                        done = min((used + start) / images, 1.0)
+                        for g in optimizer.param_groups:
+                            g["lr"] = self.lr * 0.5 * (1 + math.cos(math.pi * done))
                     s_out, s_feats = _forward(model, xs[part], self.layers, "model")
                     loss = output_loss(s_out, t_out[part], loss_name, self.T)
                     for name in self.layers:

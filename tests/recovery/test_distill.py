@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import pytest
@@ -125,3 +126,29 @@ def test_deadline_stops_before_the_next_batch():
     context = RecoveryContext(parent=parent, batches=lambda: iter(batches(2, 8)), kept=kept)
     stats = make_recovery("distill").run(model, context, 16, deadline=time.monotonic())
     assert stats["images"] == 0
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_schedule_sets_each_steps_learning_rate_from_the_images_done(monkeypatch, schedule):
+    model, parent, kept = _pruned()
+    seen: list[float] = []
+    step = torch.optim.Adam.step
+
+    def record(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", record)
+    options = {"images": 32, "lr": 0.01, "batch": 4, "schedule": schedule}
+    recover(model, parent, "distill", batches(4, 8), kept=kept, options={"distill": options})
+    # 8 steps of 4 rows: step k starts after 4k of the 32 images
+    expected = [
+        0.01 if schedule == "constant" else 0.005 * (1 + math.cos(math.pi * 4 * k / 32))
+        for k in range(8)
+    ]
+    assert seen == pytest.approx(expected)
+
+
+def test_unknown_schedule_is_refused():
+    with pytest.raises(PrunekitError, match="schedule='step' is unknown: use 'constant' or"):
+        make_recovery("distill", {"schedule": "step"})
