@@ -111,7 +111,7 @@ class Distill(Recovery):
         super().__init__(images)
         if loss not in (None, *LOSSES):
             raise PrunekitError(
-                f"distill: loss={loss!r} is unknown: use 'cosine', 'mse', 'kl' or None"
+                f"distill: loss={loss!r} is unknown: use {', '.join(map(repr, LOSSES))} or None"
             )
         if (
             isinstance(weight_decay, bool)
@@ -141,7 +141,8 @@ class Distill(Recovery):
         self.batch = batch
         if schedule not in SCHEDULES:
             raise PrunekitError(
-                f"distill: schedule={schedule!r} is unknown: use 'constant' or 'cosine'"
+                f"distill: schedule={schedule!r} is unknown: use "
+                f"{' or '.join(map(repr, SCHEDULES))}"
             )
         self.schedule = schedule
 
@@ -190,7 +191,7 @@ class Distill(Recovery):
                 for start in range(0, n, size):
                     part = slice(start, start + size)
                     if self.schedule == "cosine":
-                        done = min((used + start) / images, 1.0)
+                        done = (used + start) / images
                         for g in optimizer.param_groups:
                             g["lr"] = self.lr * 0.5 * (1 + math.cos(math.pi * done))
                     s_out, s_feats = _forward(model, xs[part], self.layers, "model")
