@@ -181,6 +181,15 @@ def resolve_runtime(runtime: Runtime, device: str | torch.device) -> torch.devic
     return resolved
 
 
+def runtime_version(runtime: Runtime) -> str:
+    """``runtime`` and the version of the package it runs (and of torch, which exports for
+    ONNX Runtime), as a latency cache key names it."""
+    if runtime == "onnxruntime":
+        ort = _onnxruntime(torch.device("cpu"))
+        return f"onnxruntime {ort.__version__}, torch {torch.__version__}"
+    return f"torch {torch.__version__}"
+
+
 def export_onnx(model: nn.Module, example_inputs: Any, batch_size: int, path: Path) -> Path:
     """``model`` written to the ONNX file ``path`` as ONNX Runtime latency measures it, as it is
     deployed: on CPU in eval mode, its BatchNorms folded (:func:`prunekit.fuse`), for a batch

@@ -38,6 +38,7 @@ from prunekit.engine.persistence import remember_unpruned
 from prunekit.engine.planner import PLANNERS, CostModel, Limits, Plan, RoundTo
 from prunekit.engine.target import TARGETS, Target
 from prunekit.errors import PrunekitError
+from prunekit.latency import resolve_runtime
 from prunekit.registry import CRITERIA, SCHEDULES
 from prunekit.schedules.base import Schedule
 from prunekit.settings import Settings
@@ -302,7 +303,8 @@ class Pruner:
     ) -> None:
         """Keep a copy of the parent to time against, and build the latency table."""
         self.timing = LatencyTiming(**(latency or {}))
-        device = self.timing.resolved_device(self.model)
+        # a missing runtime is refused here, not after minutes of building the table
+        device = resolve_runtime(self.timing.runtime, self.timing.resolved_device(self.model))
         self._measure = measure or self.timing.measure(self.example_inputs, device)
         self.parent = copy.deepcopy(self.model)
         self.latency_table = build_table(

@@ -42,7 +42,13 @@ from prunekit.device import DeviceName, resolve_device
 from prunekit.engine.groups import ChannelGroup
 from prunekit.engine.integrity import Snapshot
 from prunekit.errors import PrunekitError
-from prunekit.latency import MAX_COUNT, LatencySettings, cpu_cores, measure_latencies
+from prunekit.latency import (
+    MAX_COUNT,
+    LatencySettings,
+    cpu_cores,
+    measure_latencies,
+    runtime_version,
+)
 
 if TYPE_CHECKING:
     from prunekit.engine.planner import Limits
@@ -79,11 +85,6 @@ class LatencyTiming(LatencySettings):
         description="Estimated seconds the table's build may take: its batch is halved from "
         "`batch_size` until the estimate fits (at least 1).",
     )
-    options: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Further keywords of `prunekit.latency.measure_latencies` (a runtime, say), "
-        "passed through; part of the table's cache key.",
-    )
 
     def resolved_device(self, model: nn.Module) -> torch.device:
         """:attr:`device`, or where ``model``'s weights live (one line if CUDA is missing)."""
@@ -104,7 +105,7 @@ class LatencyTiming(LatencySettings):
                 repeats=repeats,
                 warmup=self.warmup,
                 device=device,
-                **self.options,
+                runtime=self.runtime,
             )
             return [r["median_ms"] for r in results]
 
@@ -114,8 +115,7 @@ class LatencyTiming(LatencySettings):
         """What a table measured with these settings depends on, besides the model."""
         return {
             "device": device_name(device),
-            "runtime": f"torch {torch.__version__}",
-            "options": json.loads(json.dumps(self.options, sort_keys=True, default=repr)),
+            "runtime": runtime_version(self.runtime),
             "threads": self.threads or torch.get_num_threads(),
             "batch_size": self.batch_size,
             "warmup": self.warmup,

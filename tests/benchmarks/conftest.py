@@ -46,6 +46,14 @@ def parent(paper_squeezenet):
     return paper_squeezenet().eval()
 
 
+@pytest.fixture(scope="module")
+def released_parent():
+    """The authors' released SqueezeFacePoseNet-DWC (no BatchNorm), in eval mode."""
+    pretrained = pytest.importorskip("prunekit_face.pretrained")
+    torch.set_num_threads(2)
+    return pretrained.released_model()
+
+
 def pruned(parent: torch.nn.Module, criterion: str, scope: str, **options) -> torch.nn.Module:
     """A copy of ``parent`` pruned in one step (``options`` go to ``pk.Pruner``); gradient
     criteria get two seeded batches first."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import sys
 
 import pytest
 import torch
@@ -488,3 +489,38 @@ def test_a_latency_target_runs_with_real_timing():
     report = pruner.step()
     assert report.measured_latency > 0 and isinstance(report.predicted_latency, float)
     assert "latency" in report.achieved and "latency ratio=" in str(report)
+
+
+def test_the_runtime_times_the_table_and_every_check(monkeypatch):
+    """``latency={"runtime": ...}`` reaches every measurement the pruner makes, and keys its
+    table apart from torch's."""
+    import prunekit.engine.latency_table as latency_table
+
+    runtimes = []
+
+    def fake_measure_latencies(models, example_inputs, **kwargs):
+        runtimes.append(kwargs["runtime"])
+        return [{"median_ms": linear_ms(m)} for m in models]
+
+    monkeypatch.setattr(latency_table, "measure_latencies", fake_measure_latencies)
+    pytest.importorskip("onnxruntime")
+    timing = {"runtime": "onnxruntime", "repeats": 1, "table_repeats": 1}
+    pruner = pk.Pruner(net(), X, criterion="l1", target="latency=0.8", latency=timing)
+    pruner.step()
+    assert runtimes and set(runtimes) == {"onnxruntime"}
+    assert pruner.latency_table.key["runtime"].startswith("onnxruntime ")
+    torch_key = pk.Pruner(net(), X, criterion="l1", target="latency=0.8").latency_table.key
+    assert torch_key["runtime"] == f"torch {torch.__version__}"
+
+
+def test_a_runtime_that_is_not_installed_is_refused_before_the_table(monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # its import fails
+    monkeypatch.setattr(prunekit.pruner, "build_table", lambda *a, **k: pytest.fail("built"))
+    with pytest.raises(pk.PrunekitError) as info:
+        pk.Pruner(
+            net(), X, criterion="l1", target="latency=0.6", latency={"runtime": "onnxruntime"}
+        )
+    assert str(info.value) == (
+        "latency runtime 'onnxruntime' needs the onnxruntime package, which is not installed: "
+        "pip install onnxruntime"
+    )
