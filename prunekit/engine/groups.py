@@ -12,6 +12,9 @@ torch-pruning treats the two sides as independent and produces broken layers (or
 prunekit merges the producer's group with the grouped conv's output group into one group
 whose unit is one whole convolution group.
 
+It maps the channels through pixel shuffles (:func:`_fix_pixel_shuffle`), which torch-pruning
+passes through as if element-wise.
+
 It also gives torch-pruning the true channel counts of every ``torch.cat`` (see
 :func:`_repair_index_mapping`): it guesses them from the nearest layers, wrongly after a slice or
 split, and then maps channels to the wrong places (or, round a loop of such mappings, to ever
@@ -182,7 +185,9 @@ class ChannelGroup:
             _sync_offsets(self.graph)
             group = self.graph.get_pruning_group(part.root, part.handler, root_idxs)
             for item in group.items:
-                dep, idxs = item.dep, list(item.idxs)
+                # once each: the r*r channels of a unit before a pixel shuffle reach the same
+                # channel after it r*r times
+                dep, idxs = item.dep, list(dict.fromkeys(item.idxs))
                 module = dep.target.module
                 role = "out" if self.graph.is_out_channel_pruning_fn(dep.handler) else "in"
                 if is_grouped(module):
@@ -301,6 +306,8 @@ def _repair_index_mapping(graph: tp.DependencyGraph) -> None:
     earlier = _REPAIRS.get(graph)  # the view/reshape nodes cut the first time are elementwise now
     repairs = _REPAIRS[graph] = _Repairs(unmapped=dict(earlier.unmapped) if earlier else {})
     for node in graph.module2node.values():
+        if _fix_pixel_shuffle(node, node_of):
+            continue
         if node.type == ops.OPTYPE.RESHAPE:
             _fix_flatten(node, node_of)
             regrouped = _regrouped(node)
@@ -394,15 +401,49 @@ def _fix_flatten(node: Any, node_of: dict[Any, Any]) -> None:
     stride = before[2] * before[3]
     if after != [before[0], before[1] * stride]:
         return
+    _map_blocks(node, stride, wide="out")
+    node.type = ops.OPTYPE.ELEMENTWISE
+
+
+#: ``grad_fn`` names of the pixel (un)shuffles -> which side has ``r**2`` channels per channel
+_PIXEL_SHUFFLES = {"PixelShuffleBackward0": "in", "PixelUnshuffleBackward0": "out"}
+
+
+def _fix_pixel_shuffle(node: Any, node_of: dict[Any, Any]) -> bool:
+    """Map the channels through ``nn.PixelShuffle(r)`` (and ``PixelUnshuffle``, functional
+    forms included): output channel ``c`` is made of input channels ``c*r*r ... c*r*r+r*r-1``.
+
+    torch-pruning passes the indices through unchanged, as for an element-wise operation,
+    which points past the narrower side; with the blocks mapped, the ``r*r`` producer channels
+    of one output channel meet in it and become one unit (:func:`_coupled_blocks`). Returns
+    whether ``node`` is a pixel (un)shuffle.
+    """
+    wide = _PIXEL_SHUFFLES.get(type(node.grad_fn).__name__)
+    if wide is None:
+        return False
+    args = [(fn, i) for fn, i in node.grad_fn.next_functions if fn is not None]
+    if len(args) != 1 or node_of.get(args[0][0]) not in node.inputs or len(node.inputs) != 1:
+        return True  # the model's input: nothing upstream to map
+    before, after = _shape(*args[0]), _shape(node.grad_fn)
+    if before is None or after is None:
+        return True
+    # channels are dim -3 (a traced batch of one may have lost its batch dim)
+    narrow, broad = (after[-3], before[-3]) if wide == "in" else (before[-3], after[-3])
+    _map_blocks(node, broad // narrow, wide)
+    return True
+
+
+def _map_blocks(node: Any, stride: int, wide: str) -> None:
+    """Map each channel of the narrow side of ``node`` to ``stride`` consecutive channels of its
+    ``wide`` side (``"in"`` or ``"out"``), in both directions of its dependencies."""
     source = node.inputs[0]
-    for deps, target, reverse in (
-        (node.dependencies, source, True),
-        (source.dependencies, node, False),
+    for deps, target, collapse in (
+        (node.dependencies, source, wide == "out"),  # from the output back to the input
+        (source.dependencies, node, wide == "in"),
     ):
         for dep in deps:
             if dep.target is target:
-                dep.index_mapping[0] = _FlattenIndexMapping(stride=stride, reverse=reverse)
-    node.type = ops.OPTYPE.ELEMENTWISE
+                dep.index_mapping[0] = _FlattenIndexMapping(stride=stride, reverse=collapse)
 
 
 def _sync_offsets(graph: tp.DependencyGraph) -> None:

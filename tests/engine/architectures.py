@@ -300,6 +300,30 @@ class ViT(nn.Module):
         return self.head(self.norm(self.blocks(x)).mean(1))
 
 
+class SubPixelNet(nn.Module):
+    """(j) sub-pixel convolutions (ESPCN-style): ``F.pixel_unshuffle(2)`` turns each of the
+    stem's channels into 4 channels of the body's input, and ``nn.PixelShuffle(2)`` merges 4
+    of the upsampler's channels (and their BatchNorm's) into one channel of the head's input."""
+
+    def __init__(self, width: int = 8, out: int = 3) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width))
+        self.body = nn.Sequential(
+            nn.Conv2d(4 * width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU()
+        )
+        self.up = nn.Sequential(
+            nn.Conv2d(2 * width, 4 * 2 * width, 3, padding=1),
+            nn.BatchNorm2d(4 * 2 * width),
+            nn.ReLU(),
+            nn.PixelShuffle(2),
+        )
+        self.head = nn.Conv2d(2 * width, out, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.pixel_unshuffle(torch.relu(self.stem(x)), 2)
+        return self.head(self.up(self.body(x)))
+
+
 ARCHITECTURES = {
     "squeezenet": (lambda: SqueezeNet(), (1, 3, 32, 32)),
     "resnet": (ResNet, (1, 3, 16, 16)),
@@ -309,6 +333,7 @@ ARCHITECTURES = {
     "shufflenetv2": (ShuffleNetV2, (1, 3, 16, 16)),
     "ghostnet": (GhostNet, (1, 3, 16, 16)),
     "vit": (ViT, (1, 3, 16, 16)),
+    "subpixel": (SubPixelNet, (1, 3, 16, 16)),
 }
 
 

@@ -371,6 +371,19 @@ def test_ghost_modules_lose_a_channel_and_its_depthwise_copy_together():
         )
 
 
+def test_pixel_shuffles_map_one_channel_to_r_squared():
+    """Through ``pixel_unshuffle(2)`` a stem channel is 4 channels of the body's input; before
+    ``PixelShuffle(2)`` 4 channels of the upsampler (and of its BatchNorm) are one unit."""
+    model, x = _build("subpixel")
+    pruner = pk.Pruner(model, x, criterion="l1", target=pk.Target(params=0.4), round_to=None)
+    assert {g.name: g.num_units for g in pruner.groups} == {"stem.0": 8, "body.0": 16, "up.0": 16}
+    up = next(g for g in pruner.groups if g.name == "up.0")
+    assert up.blocks == [[4 * u + k for k in range(4)] for u in range(16)]
+    pruner.step()
+    assert model.body[0].in_channels == 4 * model.stem[0].out_channels < 32
+    assert model.up[0].out_channels == model.up[1].num_features == 4 * model.head.in_channels < 64
+
+
 def test_groups_found_again_after_a_step_walk_only_the_coupled_ones(monkeypatch):
     """The coupled-blocks walk is redone after a step only for groups that had coupled blocks:
     a group found uncoupled stays uncoupled when whole units go, and the ghost pairs survive."""
