@@ -10,11 +10,18 @@ import torch
 import prunekit as pk
 from prunekit.allocator import keep_freed_memory
 
+#: the coverage suite's largest graphs, for the prune-step benchmark (pytorchcv, random weights,
+#: 224x224): DenseNet-121 has the most layers and concats, DarkNet-53 the most parameters
+STEP_ZOO = {"densenet121": "pytorchcv.models.densenet", "darknet53": "pytorchcv.models.darknet53"}
 #: (numerator, denominator, goal) pairs the project tracks, as medians measured in one run
 #: (latency pairs are found by name, see ``_latency_lines``)
 RATIOS = [
     ("test_bench_fwd_bwd_accumulate", "test_bench_fwd_bwd_plain", 1.10),
     ("test_bench_step_prunekit", "test_bench_step_torch_pruning", 1.5),
+    *(
+        (f"test_bench_step_zoo_prunekit[{name}]", f"test_bench_step_zoo_torch_pruning[{name}]", 1.5)
+        for name in STEP_ZOO
+    ),
 ]
 #: throughputs compared as images/s (extra_info), numerator must be >= goal x denominator
 THROUGHPUTS = [("test_bench_face_loader", "test_bench_face_train_step", 2.0)]

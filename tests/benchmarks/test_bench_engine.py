@@ -1,17 +1,20 @@
 """Engine overhead on the paper's SqueezeNet at 113x113, batch 32, CPU (figures, no asserts).
 
 Run: ``pytest tests/benchmarks --benchmark-json=bench.json``; the ratios print at the end.
+``PRUNEKIT_BENCH_ZOO=1`` adds the prune step on the coverage suite's largest graphs.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 
 import pytest
 import torch
 import torch_pruning as tp
 
 import prunekit as pk
+from tests.benchmarks.conftest import STEP_ZOO
 
 BATCH = 32
 
@@ -78,3 +81,39 @@ def test_bench_step_torch_pruning(benchmark, setup):
         return (pruner,), {}
 
     benchmark.pedantic(lambda pruner: pruner.step(), setup=prepare, rounds=5)
+
+
+ZOO_ON = os.environ.get("PRUNEKIT_BENCH_ZOO") == "1"
+
+
+@pytest.fixture(scope="module", params=list(STEP_ZOO))
+def zoo_setup(request):
+    if not ZOO_ON:
+        pytest.skip("the zoo step benchmarks run with PRUNEKIT_BENCH_ZOO=1 (minutes)")
+    torch.manual_seed(0)
+    model = getattr(pytest.importorskip(STEP_ZOO[request.param]), request.param)().eval()
+    return model, torch.randn(1, 3, 224, 224)
+
+
+def test_bench_step_zoo_prunekit(benchmark, zoo_setup):
+    def prepare():
+        model, x = _fresh(zoo_setup)
+        pruner = pk.Pruner(model, x, criterion="l1", target=pk.Target(channels=0.2))
+        return (pruner,), {}
+
+    benchmark.pedantic(lambda pruner: pruner.step(), setup=prepare, rounds=3)
+
+
+def test_bench_step_zoo_torch_pruning(benchmark, zoo_setup):
+    def prepare():
+        model, x = _fresh(zoo_setup)
+        pruner = tp.pruner.BasePruner(
+            model,
+            x,
+            importance=tp.importance.GroupMagnitudeImportance(p=1),
+            pruning_ratio=0.2,
+            ignored_layers=[model.output],
+        )
+        return (pruner,), {}
+
+    benchmark.pedantic(lambda pruner: pruner.step(), setup=prepare, rounds=3)
