@@ -306,7 +306,14 @@ def _repair_index_mapping(graph: tp.DependencyGraph) -> None:
     earlier = _REPAIRS.get(graph)  # the view/reshape nodes cut the first time are elementwise now
     repairs = _REPAIRS[graph] = _Repairs(unmapped=dict(earlier.unmapped) if earlier else {})
     for node in graph.module2node.values():
-        if _fix_pixel_shuffle(node, node_of):
+        why = _fix_pixel_shuffle(node, node_of)
+        if why:
+            node.dependencies = []  # the groups reaching it end there, and are left whole
+            repairs.unmapped[node] = (
+                f"torch-pruning cannot map its channels through the pixel shuffle after "
+                f"{_producer(node, names)} in forward(): {why}"
+            )
+        if why is not None:
             continue
         if node.type == ops.OPTYPE.RESHAPE:
             _fix_flatten(node, node_of)
@@ -409,28 +416,28 @@ def _fix_flatten(node: Any, node_of: dict[Any, Any]) -> None:
 _PIXEL_SHUFFLES = {"PixelShuffleBackward0": "in", "PixelUnshuffleBackward0": "out"}
 
 
-def _fix_pixel_shuffle(node: Any, node_of: dict[Any, Any]) -> bool:
+def _fix_pixel_shuffle(node: Any, node_of: dict[Any, Any]) -> str | None:
     """Map the channels through ``nn.PixelShuffle(r)`` (and ``PixelUnshuffle``, functional
     forms included): output channel ``c`` is made of input channels ``c*r*r ... c*r*r+r*r-1``.
 
     torch-pruning passes the indices through unchanged, as for an element-wise operation,
     which points past the narrower side; with the blocks mapped, the ``r*r`` producer channels
     of one output channel meet in it and become one unit (:func:`_coupled_blocks`). Returns
-    whether ``node`` is a pixel (un)shuffle.
+    None if ``node`` is no pixel (un)shuffle, ``""`` once mapped, else why it cannot be.
     """
     wide = _PIXEL_SHUFFLES.get(type(node.grad_fn).__name__)
     if wide is None:
-        return False
+        return None
     args = [(fn, i) for fn, i in node.grad_fn.next_functions if fn is not None]
     if len(args) != 1 or node_of.get(args[0][0]) not in node.inputs or len(node.inputs) != 1:
-        return True  # the model's input: nothing upstream to map
+        return "its input is a tensor torch-pruning does not trace (the model's input?)"
     before, after = _shape(*args[0]), _shape(node.grad_fn)
     if before is None or after is None:
-        return True
+        return "this PyTorch does not record the shapes that say how it regroups the channels"
     # channels are dim -3 (a traced batch of one may have lost its batch dim)
     narrow, broad = (after[-3], before[-3]) if wide == "in" else (before[-3], after[-3])
     _map_blocks(node, broad // narrow, wide)
-    return True
+    return ""
 
 
 def _map_blocks(node: Any, stride: int, wide: str) -> None:

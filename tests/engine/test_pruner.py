@@ -384,6 +384,19 @@ def test_pixel_shuffles_map_one_channel_to_r_squared():
     assert model.up[0].out_channels == model.up[1].num_features == 4 * model.head.in_channels < 64
 
 
+def test_a_pixel_unshuffle_of_the_model_input_leaves_the_layers_after_it_prunable():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.PixelUnshuffle(2), nn.Conv2d(12, 16, 3), nn.ReLU(), nn.Conv2d(16, 4, 1)
+    ).eval()
+    x = torch.randn(1, 3, 16, 16)
+    pruner = pk.Pruner(model, x, criterion="l1", target=pk.Target(params=0.4), round_to=None)
+    assert [g.name for g in pruner.groups] == ["1"]
+    pruner.step()
+    assert model[1].in_channels == 12 and model[1].out_channels == model[3].in_channels < 16
+    assert model(x).shape == (1, 4, 6, 6)
+
+
 def test_groups_found_again_after_a_step_walk_only_the_coupled_ones(monkeypatch):
     """The coupled-blocks walk is redone after a step only for groups that had coupled blocks:
     a group found uncoupled stays uncoupled when whole units go, and the ghost pairs survive."""
