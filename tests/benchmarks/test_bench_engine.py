@@ -59,16 +59,21 @@ def _fresh(setup):
     return copy.deepcopy(model), x[:1]
 
 
-def test_bench_step_prunekit(benchmark, setup):
+def _step_prunekit(benchmark, setup, rounds: int) -> None:
+    """Time prunekit's ``Pruner.step()`` removing 20% of the channels by l1."""
+
     def prepare():
         model, x = _fresh(setup)
         pruner = pk.Pruner(model, x, criterion="l1", target=pk.Target(channels=0.2))
         return (pruner,), {}
 
-    benchmark.pedantic(lambda pruner: pruner.step(), setup=prepare, rounds=5)
+    benchmark.pedantic(lambda pruner: pruner.step(), setup=prepare, rounds=rounds)
 
 
-def test_bench_step_torch_pruning(benchmark, setup):
+def _step_torch_pruning(benchmark, setup, output: str, rounds: int) -> None:
+    """Time torch-pruning's ``BasePruner.step()`` on the same channels (``output``: the layer
+    it must leave whole, as prunekit does the output layer)."""
+
     def prepare():
         model, x = _fresh(setup)
         pruner = tp.pruner.BasePruner(
@@ -76,11 +81,19 @@ def test_bench_step_torch_pruning(benchmark, setup):
             x,
             importance=tp.importance.GroupMagnitudeImportance(p=1),
             pruning_ratio=0.2,
-            ignored_layers=[model.conv10],
+            ignored_layers=[getattr(model, output)],
         )
         return (pruner,), {}
 
-    benchmark.pedantic(lambda pruner: pruner.step(), setup=prepare, rounds=5)
+    benchmark.pedantic(lambda pruner: pruner.step(), setup=prepare, rounds=rounds)
+
+
+def test_bench_step_prunekit(benchmark, setup):
+    _step_prunekit(benchmark, setup, rounds=5)
+
+
+def test_bench_step_torch_pruning(benchmark, setup):
+    _step_torch_pruning(benchmark, setup, "conv10", rounds=5)
 
 
 ZOO_ON = os.environ.get("PRUNEKIT_BENCH_ZOO") == "1"
@@ -96,24 +109,8 @@ def zoo_setup(request):
 
 
 def test_bench_step_zoo_prunekit(benchmark, zoo_setup):
-    def prepare():
-        model, x = _fresh(zoo_setup)
-        pruner = pk.Pruner(model, x, criterion="l1", target=pk.Target(channels=0.2))
-        return (pruner,), {}
-
-    benchmark.pedantic(lambda pruner: pruner.step(), setup=prepare, rounds=3)
+    _step_prunekit(benchmark, zoo_setup, rounds=3)
 
 
 def test_bench_step_zoo_torch_pruning(benchmark, zoo_setup):
-    def prepare():
-        model, x = _fresh(zoo_setup)
-        pruner = tp.pruner.BasePruner(
-            model,
-            x,
-            importance=tp.importance.GroupMagnitudeImportance(p=1),
-            pruning_ratio=0.2,
-            ignored_layers=[model.output],
-        )
-        return (pruner,), {}
-
-    benchmark.pedantic(lambda pruner: pruner.step(), setup=prepare, rounds=3)
+    _step_torch_pruning(benchmark, zoo_setup, "output", rounds=3)
