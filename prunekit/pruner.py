@@ -35,7 +35,7 @@ from prunekit.engine.latency_table import (
 )
 from prunekit.engine.measure import mac_positions
 from prunekit.engine.persistence import remember_unpruned
-from prunekit.engine.planner import PLANNERS, CostModel, Limits, Plan, RoundTo
+from prunekit.engine.planner import CostModel, Limits, Plan, RoundTo, plan_global, plan_local
 from prunekit.engine.target import TARGETS, Target
 from prunekit.errors import PrunekitError
 from prunekit.latency import resolve_runtime
@@ -63,6 +63,13 @@ class PruneSettings(Settings):
         description="`local`: every channel group loses the same fraction; `global`: the "
         "lowest-scoring units across all groups go first.",
     )
+    rank: Literal["score", "per_cost"] = Field(
+        "score",
+        description="How `global` scope orders units: `score`, lowest score first; "
+        "`per_cost`, lowest score per parameter (or MAC) it removes, so that a cheap-to-lose "
+        "unit of a wide layer goes before a unit that saves little. A latency target always "
+        "ranks per share of the time saved; `local` scope ignores this.",
+    )
     round_to: Literal["auto"] | Annotated[int, Field(ge=1)] | None = Field(
         "auto",
         description="Keep a multiple of this many units in every pruned group; `auto` = 8 in "
@@ -70,6 +77,12 @@ class PruneSettings(Settings):
         "[Results](results.md#realized-speed-on-cpu)), `null` = no rounding.",
     )
     min_channels: int = Field(1, ge=1, description="Fewest units any group keeps.")
+    prune_outputs: bool = Field(
+        False,
+        description="Also prune the channels of the model's output: for a network whose "
+        "output is an embedding compared by cosine or distance (a face descriptor), never for "
+        "class scores. Recovery then matches the parent's output on the kept features.",
+    )
 
 
 #: the Pruner's defaults, declared once by :class:`PruneSettings`
@@ -239,12 +252,13 @@ class Pruner:
         target: Target | str | dict = DEFAULT.target,
         steps: int = DEFAULT.steps,
         scope: str = DEFAULT.scope,
+        rank: str = DEFAULT.rank,
         ignored_layers: Iterable[nn.Module | str] = (),
         round_to: RoundTo = DEFAULT.round_to,
         min_channels: int = DEFAULT.min_channels,
         seed: int = 0,
         criterion_options: dict[str, Any] | None = None,
-        prune_outputs: bool = False,
+        prune_outputs: bool = DEFAULT.prune_outputs,
         latency: Mapping[str, Any] | None = None,
         measure: Measure | None = None,
     ) -> None:
@@ -252,8 +266,10 @@ class Pruner:
             target=Target.parse(target),
             steps=steps,
             scope=scope,
+            rank=rank,
             round_to=round_to,
             min_channels=min_channels,
+            prune_outputs=prune_outputs,
         )
         self.model = model
         self.target = self.settings.target
@@ -263,6 +279,7 @@ class Pruner:
         self.schedule_name = schedule if isinstance(schedule, str) else type(schedule).__name__
         self.steps = steps
         self.scope = scope
+        self.rank = rank
         self.limits = Limits(min_channels=min_channels, round_to=round_to)
         self.ignored_layers = resolve_layers(model, ignored_layers)
         self.prune_outputs = prune_outputs
@@ -350,6 +367,19 @@ class Pruner:
             for handle in handles:
                 handle.remove()
 
+    @property
+    def output_kept(self) -> list[int] | None:
+        """The parent indices of the model output's remaining features (None while it is
+        whole): the kept channels of the one layer whose channels the output is."""
+        pruned = [g.name for g in self.groups if g.reaches_output and g.name in self.kept]
+        if len(pruned) > 1:
+            raise PrunekitError(
+                f"the model output is made of the channels of {len(pruned)} layers "
+                f"({', '.join(map(repr, pruned))}), so its kept features have no one order: "
+                "set prune_outputs=False"
+            )
+        return self.kept[pruned[0]] if pruned else None
+
     def describe(self) -> Description:
         """Every channel group (its layers, units, floor and rounding) and every layer left out
         of them with the reason; ``.as_dict()`` is JSON data (``prunekit inspect`` prints it)."""
@@ -364,6 +394,7 @@ class Pruner:
             "steps": self.steps,
             "target": self.target.model_dump(),
             "scope": self.scope,
+            "rank": self.rank,
             "criterion": self.criterion_name,
             "schedule": self.schedule_name,
             "base": dict(self.base),
@@ -376,11 +407,11 @@ class Pruner:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from ``state`` (the model must already carry the pruned architecture).
 
-        The state must come from a pruner with the same criterion, schedule, target, scope and
-        steps: resuming with other settings would silently prune another way.
+        The state must come from a pruner with the same criterion, schedule, target, scope,
+        rank and steps: resuming with other settings would silently prune another way.
         """
         ours = self.state_dict()
-        for key in ("criterion", "schedule", "target", "scope", "steps"):
+        for key in ("criterion", "schedule", "target", "scope", "rank", "steps"):
             if key in state and state[key] != ours[key]:
                 raise PrunekitError(
                     f"the saved pruning state has {key} {state[key]!r} but this Pruner has "
@@ -417,6 +448,13 @@ class Pruner:
             t.copy_(summed.view_as(t))
 
     # ------------------------------------------------------------------ pruning
+    def _plan(
+        self, cost: CostModel, scores: list[torch.Tensor], metric: str, amount: float
+    ) -> Plan:
+        if self.scope == "global":
+            return plan_global(cost, scores, metric, amount, self.limits, self.rank == "per_cost")
+        return plan_local(cost, scores, metric, amount, self.limits)
+
     def step(self) -> StepReport:
         """Prune this iteration's channels; returns planned vs achieved figures."""
         if self.done:
@@ -429,7 +467,7 @@ class Pruner:
         for attempt in itertools.count():
             cost = self._cost()
             metric, amount, fraction = self._goal(n, cost, scores)
-            plan = PLANNERS[self.scope](cost, scores, metric, amount, self.limits)
+            plan = self._plan(cost, scores, metric, amount)
             predicted = self._fractions(cost.totals())
             scale = None if self._forecast is None else self._forecast.scale
             undo = Snapshot(self.graph)
@@ -491,7 +529,7 @@ class Pruner:
                 # units the whole target needs by today's scores, spread evenly over the steps
                 probe = self._cost()
                 amount = current[metric] - (1 - target) * self.base[metric]
-                plan = PLANNERS[self.scope](probe, scores, metric, amount, self.limits)
+                plan = self._plan(probe, scores, metric, amount)
                 self._channel_plan = [done, sum(len(u) for u in plan.values())]
             start, total = self._channel_plan
             want = start + round(total * n / self.steps)

@@ -161,6 +161,8 @@ class ChannelGroup:
     #: several when channels are coupled through the root itself, e.g. GhostNet's concat of a
     #: conv and a depth-wise conv of its output, summed with the block input
     blocks: list[list[int]] | None = field(default=None, repr=False)
+    #: whether these channels are channels of the model's output (``prune_outputs=True`` only)
+    reaches_output: bool = False
 
     @property
     def has_norm(self) -> bool:
@@ -550,6 +552,7 @@ def find_groups(
 
     result: list[ChannelGroup] = []
     for group in usable:
+        reaches = touches_output(group)
         if id(group) in children:
             continue  # merged into its producer's group below
         grouped_inputs = [m for m in members(group, "in") if is_grouped(m)]
@@ -569,7 +572,9 @@ def find_groups(
         units = num_units if blocks is None else len(blocks)
         floor = 2 if grouped_inputs else 1
         result.append(
-            ChannelGroup(names[parts[0].root], units, slices, parts, graph, names, floor, blocks)
+            ChannelGroup(
+                names[parts[0].root], units, slices, parts, graph, names, floor, blocks, reaches
+            )
         )
     merged_roots = {names[p.root] for g in result for p in g.parts}
     for conv, child in out_group_of.items():

@@ -206,13 +206,20 @@ class CostModel:
 
 
 def plan_global(
-    cost: CostModel, scores: Sequence[torch.Tensor], metric: str, amount: float, limits: Limits
+    cost: CostModel,
+    scores: Sequence[torch.Tensor],
+    metric: str,
+    amount: float,
+    limits: Limits,
+    per_cost: bool = False,
 ) -> Plan:
     """Remove the globally lowest-scoring units until ``amount`` of ``metric`` is gone.
 
     With ``round_to`` units go in chunks that keep each group a multiple of it; a chunk is
-    ranked by the mean score of its units, and for ``latency`` by its mean score per share of
-    the time it saves: a chunk that saves no time goes last, however low its score. The last
+    ranked by the mean score of its units, or with ``per_cost`` by its summed score per unit
+    of ``metric`` it removes (the greedy order of the knapsack problem: the least score lost
+    per parameter or MAC saved); for ``latency`` always by its summed score per share of the
+    time it saves: a chunk that saves no time goes last, however low its score. The last
     chunk is the one next in line (one per group) that reaches ``amount`` with the least
     overshoot, so that a wide layer's chunk does not carry the step a point past its target.
     """
@@ -233,6 +240,9 @@ def plan_global(
             t = times[g]
             if metric == "latency" and t is not None:  # per share of time saved by each unit
                 saved = 1.0 - t[len(orders[g]) - hi] / t[len(orders[g]) - lo]
+                rank = rank * len(chunk) / saved if saved > 0 else math.inf
+            elif per_cost:  # per unit of the target it removes (the knapsack's greedy order)
+                saved = cost.decrease(g, chunk)[metric]
                 rank = rank * len(chunk) / saved if saved > 0 else math.inf
             heapq.heappush(heap, (rank, g, step))
 
@@ -331,6 +341,3 @@ def plan_local(
 def _times(cost: CostModel, groups: int) -> list[Sequence[float] | None]:
     """Per group, the latency table's times by kept count (``None`` without a table)."""
     return list(cost.times) if cost.times is not None else [None] * groups
-
-
-PLANNERS = {"global": plan_global, "local": plan_local}

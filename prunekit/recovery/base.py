@@ -71,7 +71,9 @@ class RecoveryContext:
     calibration batches on each call, in a deterministic order (labels are not needed).
     ``inputs(batch)``: the model input of a batch. ``outputs``: ``"embedding"`` or ``"logits"``
     (chooses the distillation loss). ``kept[name]``: for a conv/linear layer, the parent indices of
-    its remaining output channels, in order (a missing name means all kept). ``task``: a
+    its remaining output channels, in order (a missing name means all kept). ``output_kept``:
+    the parent indices of the model output's remaining features, when the output itself was
+    pruned (``Pruner.output_kept``; None: the output is whole). ``task``: a
     :class:`prunekit.Task` for ``finetune``. ``cache``: teacher outputs that live as long as this
     object, so a runner that keeps one context per run computes them once for every step.
     """
@@ -81,6 +83,7 @@ class RecoveryContext:
     inputs: Callable[[Any], torch.Tensor] = default_inputs
     outputs: str = "logits"
     kept: dict[str, torch.Tensor] = field(default_factory=dict)
+    output_kept: torch.Tensor | None = None
     task: Any | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     log: Callable[[str], None] = _quiet
@@ -90,6 +93,8 @@ class RecoveryContext:
         if self.outputs not in OUTPUTS:
             raise PrunekitError(f"outputs={self.outputs!r} is unknown: use 'embedding' or 'logits'")
         self.kept = _normalize_kept(self.kept)
+        if self.output_kept is not None:
+            self.output_kept = _normalize_kept({"output": self.output_kept})["output"]
         self.device = torch.device(self.device)
 
     def input(self, batch: Any) -> torch.Tensor:
@@ -232,6 +237,7 @@ def recover(
     task: Any | None = None,
     outputs: str = "logits",
     kept: dict[str, Sequence[int] | torch.Tensor] | None = None,
+    output_kept: Sequence[int] | torch.Tensor | None = None,
     inputs: Callable[[Any], torch.Tensor] | None = None,
     device: torch.device | str | None = None,
     log: Callable[[str], None] | None = None,
@@ -245,10 +251,11 @@ def recover(
     ``options``: per method name, its options. ``kept``: per conv/linear layer, the parent
     indices of its remaining output channels, e.g. ``Pruner.kept`` (the runner passes it); a
     missing layer means all kept, which is also the default, because shapes alone cannot say
-    which channels survived. ``context``: a context from an earlier call whose teacher-output
-    cache is reused (cleared when ``parent`` changes); its other fields are replaced by this
-    call's arguments. A method that leaves NaN/inf in the weights, or raises, is undone before the
-    error propagates.
+    which channels survived. ``output_kept``: the same for the model's output features, when
+    they were pruned (``Pruner.output_kept``). ``context``: a context from an earlier call
+    whose teacher-output cache is reused (cleared when ``parent`` changes); its other fields
+    are replaced by this call's arguments. A method that leaves NaN/inf in the weights, or
+    raises, is undone before the error propagates.
     """
     budget = budget or Budget()
     chosen = _methods(methods)
@@ -280,6 +287,7 @@ def recover(
         inputs=inputs or default_inputs,
         outputs=outputs,
         kept=kept or {},
+        output_kept=output_kept,
         task=task,
         device=device,
         log=log or _quiet,

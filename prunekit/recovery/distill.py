@@ -183,7 +183,7 @@ class Distill(Recovery):
                     xf = torch.flip(x, dims=[-1])
                     views.append((xf, teacher(index, xf, True)))
                 xs = torch.cat([v[0] for v in views])[:n]
-                t_out = torch.cat([v[1][0] for v in views])[:n]
+                t_out = self._kept_output(torch.cat([v[1][0] for v in views])[:n], context)
                 t_feats = {
                     name: torch.cat([v[1][1][name] for v in views])[:n] for name in self.layers
                 }
@@ -212,6 +212,20 @@ class Distill(Recovery):
         if losses:
             stats |= {"loss_first": losses[0], "loss_last": losses[-1]}
         return stats
+
+    @staticmethod
+    def _kept_output(teacher: torch.Tensor, context: RecoveryContext) -> torch.Tensor:
+        """The parent's output on the features the pruned model still returns."""
+        kept = context.output_kept
+        if kept is None:
+            return teacher
+        if teacher.dim() < 2 or int(kept.max()) >= teacher.shape[1]:
+            raise PrunekitError(
+                f"distill: the parent's output {tuple(teacher.shape)} has no feature "
+                f"{int(kept.max())} of the kept output: prune_outputs needs an output whose "
+                "features are the channels of its last layer (e.g. pooled, then flattened)"
+            )
+        return teacher.index_select(1, kept.to(teacher.device))
 
     @staticmethod
     def _restrict(

@@ -159,9 +159,11 @@ class _Session:
             target=self.prune["target"],
             steps=self.prune["steps"],
             scope=self.prune["scope"],
+            rank=self.prune["rank"],
             ignored_layers=self.task.ignored_layers(self.model),
             round_to=self.prune["round_to"],
             min_channels=self.prune["min_channels"],
+            prune_outputs=self.prune["prune_outputs"],
             seed=config["seed"],
             criterion_options=self.prune["criterion_options"],
             # a latency target times models as the run's steps are timed
@@ -169,6 +171,7 @@ class _Session:
         )
         if state is not None and state["pruner"] is not None:
             self.pruner.load_state_dict(state["pruner"])
+            self._outputs_pruned()
         recovery = config["recovery"]
         self.methods = [make_recovery(m, recovery["options"].get(m)) for m in recovery["methods"]]
         self.recovery: RecoveryContext | None = None  # built with the parent, once per session
@@ -259,6 +262,7 @@ class _Session:
             self.pruner.all_reduce()  # every rank must choose the same channels
         with self._phase("prune"):
             report = self.pruner.step()
+            self._outputs_pruned()
         recovery: dict[str, Any] = {"methods": [], "images": 0, "seconds": 0.0}
         if self.methods:
             if self.config["recovery"]["evaluate_before"] and self.world.is_main:
@@ -268,6 +272,11 @@ class _Session:
                 recovery.update(self._recover(n, context))
             self.world.sync_state(self.model)  # every rank recovered alike; rank 0's counts
         return {**self._record(n, report, started), "recovery": recovery}
+
+    def _outputs_pruned(self) -> None:
+        kept = self.pruner.output_kept
+        if kept is not None:
+            self.task.outputs_pruned(kept)
 
     def _score(self, n: int) -> None:
         if self.pruner.needs_inputs:
@@ -342,6 +351,7 @@ class _Session:
                 task=self.task,
                 outputs=self.task.outputs,
                 kept=self.pruner.kept,
+                output_kept=self.pruner.output_kept,
                 inputs=self.task.model_inputs,
                 device=self.device,
                 log=lambda message: self.echo(f"  {message}"),

@@ -155,6 +155,11 @@ class Task:
         """Scalar training loss of ``model`` on ``batch``."""
         raise NotImplementedError
 
+    def outputs_pruned(self, kept: list[int]) -> None:
+        """The model now returns only features ``kept`` (indices into the unpruned model's
+        output) after a step with ``prune.prune_outputs``; a task whose loss reads the output
+        through layers of its own (a classifier head) maps them back. The default does nothing."""
+
     def parameters(self, model: nn.Module) -> Iterator[nn.Parameter]:
         """Everything the optimiser updates: the model plus any training-only head."""
         return model.parameters()

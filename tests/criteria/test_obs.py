@@ -161,3 +161,30 @@ def test_a_run_scores_with_forward_passes_on_the_recovery_batches(tmp_path):
     assert [r["step"] for r in result.records] == [0, 1, 2]
     target = config["prune"]["target"]["params"]
     assert result.records[-1]["achieved"]["params"] == pytest.approx(target, abs=0.01)
+
+
+def test_a_model_output_feature_scores_its_variance_share_of_the_output_energy():
+    """With ``prune_outputs`` the head's channels are the model's output: nothing refits them,
+    so each scores the variance of its pre-activation values (its mean, shared by every
+    input, left out) over the head's whole output energy."""
+    torch.manual_seed(4)
+    net = Net(nn.Conv2d(5, 4, 1, bias=False)).eval()
+    images = [torch.randn(8, 3, 6, 6) for _ in range(2)]
+    crit = OBS()
+    groups = find_groups(build_graph(net, images[0][:1]), [], prune_outputs=True)
+    head = next(g for g in groups if g.reaches_output)
+    assert net.head in crit.observed(groups)
+    handles = [
+        m.register_forward_pre_hook(lambda m, a: crit.observe(m, a[0]))
+        for m in crit.observed(groups)
+    ]
+    with torch.no_grad():
+        for x in images:
+            net(x)
+        hidden = torch.cat([torch.relu(net.conv(x)) for x in images])
+    for h in handles:
+        h.remove()
+    scores = dict(zip([g.name for g in groups], crit.scores(groups, 0)))[head.name]
+    y = net.head(hidden).double().permute(0, 2, 3, 1).reshape(-1, 4)  # rows: image x position
+    want = (y - y.mean(0)).pow(2).sum(0) / y.pow(2).sum()
+    torch.testing.assert_close(scores, want, rtol=1e-6, atol=1e-12)

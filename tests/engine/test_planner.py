@@ -442,6 +442,17 @@ def test_global_params_target_prices_the_shared_element_once():
     assert pk.measure(s.model, s.x)["params"] == 23
 
 
+@pytest.mark.parametrize(("per_cost", "expected"), [(False, ["conv1", "conv2"]), (True, ["conv2"])])
+def test_global_per_cost_ranks_by_score_per_parameter_removed(per_cost, expected):
+    # conv1 unit 0 scores 0.1 and frees 6 params (2 + 1 + a conv2 column of 3); conv2 unit 0
+    # scores 0.11 and frees 7 (4 + 1 + a conv3 column of 2). By score conv1's goes first and
+    # 6 < 7 needs conv2's too; per parameter 0.11 / 7 < 0.1 / 6, and conv2's alone frees 7
+    s = Setup("three")
+    scores = s.scores({"conv1": [0.1, 0.9, 0.9, 0.9], "conv2": [0.11, 0.9, 0.9]})
+    plan = plan_global(s.cost, scores, "params", 7, UNROUNDED, per_cost=per_cost)
+    assert s.named(plan) == {name: [0] for name in expected}
+
+
 def test_global_stops_as_soon_as_the_amount_is_reached():
     # conv2 unit 2 alone frees 9 * (4 + 2) = 54 MACs >= 50
     s, plan = _plan("global", 50, metric="macs")

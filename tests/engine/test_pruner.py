@@ -155,6 +155,23 @@ def test_output_layers_are_never_pruned():
     assert model(x).shape == (1, 24)
 
 
+def test_prune_outputs_removes_output_features_and_says_which_are_kept():
+    model, x = _build("embedding_head")
+    parent = copy.deepcopy(model)
+    others = [model.conv1, model.conv2, model.fc]  # only the embedding's own channels go
+    pruner = pk.Pruner(model, x, criterion="l1", target=pk.Target(channels=0.25),
+                       ignored_layers=others, round_to=None, prune_outputs=True)  # fmt: skip
+    assert [g.name for g in pruner.groups if g.reaches_output] == ["fc2"]
+    assert pruner.output_kept is None  # whole before the step
+    pruner.step()
+    kept = pruner.output_kept
+    assert model.fc2.out_features == model.bn_out.num_features == 24 - 6 == len(kept)
+    assert kept == pruner.kept["fc2"] and kept == sorted(kept)
+    batch = torch.randn(4, *x.shape[1:])
+    with torch.no_grad():  # the pruned model returns the parent's output on the kept features
+        torch.testing.assert_close(model(batch), parent(batch)[:, kept], atol=1e-6, rtol=0)
+
+
 def test_ignored_layers_keep_their_channels():
     model, x = _build("squeezenet")
     pruner = pk.Pruner(

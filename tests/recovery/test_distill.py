@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 
 import pytest
 import torch
 
+import prunekit as pk
 from prunekit.errors import PrunekitError
 from prunekit.recovery import RecoveryContext, make_recovery, recover
 from prunekit.recovery.distill import output_loss
@@ -152,3 +154,26 @@ def test_schedule_sets_each_steps_learning_rate_from_the_images_done(monkeypatch
 def test_unknown_schedule_is_refused():
     with pytest.raises(PrunekitError, match="schedule='step' is unknown: use 'constant' or"):
         make_recovery("distill", {"schedule": "step"})
+
+
+def test_a_pruned_output_is_matched_with_the_parents_kept_features():
+    torch.manual_seed(5)
+    model = randomize_bn(ConvNet(), 5).eval()
+    parent = copy.deepcopy(model)
+    pruner = pk.Pruner(model, torch.randn(1, 3, 8, 8), criterion="l1", round_to=None,
+                       target="params=0.3", prune_outputs=True)  # fmt: skip
+    pruner.step()
+    kept = pruner.output_kept
+    assert kept is not None and model.head.out_features == len(kept) < 6
+    x = batches(1, 64, seed=123)[0]
+
+    def held_out() -> float:
+        with torch.no_grad():
+            return float(output_loss(model(x), parent(x)[:, kept], "cosine", 4.0))
+
+    before = held_out()
+    recover(model, parent, "distill", batches(8, 16), outputs="embedding", kept=pruner.kept,
+            output_kept=kept, options={"distill": {"images": 1024, "lr": 3e-3}})  # fmt: skip
+    assert held_out() < 0.5 * before
+    with pytest.raises(PrunekitError, match="has no feature 9 of the kept output"):
+        recover(model, parent, "distill", batches(1, 16), outputs="embedding", output_kept=[9])

@@ -110,6 +110,8 @@ class FaceTask(pk.Task):
         self._train: BatchLoader | None = None
         self._recovery_order: np.ndarray | None = None
         self.head: nn.Module | None = None
+        #: the parent's embedding features the pruned model still returns (None: all)
+        self.output_kept: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ data
     @property
@@ -242,19 +244,31 @@ class FaceTask(pk.Task):
         size = int(self.data_cfg["size"])
         return torch.zeros(1, 3, size, size, device=self.device)
 
+    def _head_width(self) -> int:
+        """The unpruned embedding's size: the classifier head's input."""
+        model = self.config["model"]
+        return 1000 if model.get("pretrained") else int(model["embedding_size"])
+
     def _head(self) -> nn.Module:
         """The training-only classifier head (never pruned, never exported)."""
         if self.head is None:
-            model = self.config["model"]
-            dim = 1000 if model.get("pretrained") else int(model["embedding_size"])
-            self.head = make_head(self.config["train"]["head"], dim, self.num_classes)
+            head = self.config["train"]["head"]
+            self.head = make_head(head, self._head_width(), self.num_classes)
             self.head.to(self.device)
         return self.head
+
+    def outputs_pruned(self, kept: list[int]) -> None:
+        self.output_kept = torch.tensor(kept, dtype=torch.long, device=self.device)
 
     def loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
         images, labels = batch
         images, labels = images.to(self.device), labels.to(self.device)
-        return self._head()(model(images), labels)
+        embedding = model(images)
+        if self.output_kept is not None:
+            # the head was fitted on the parent's embedding: the removed features read as 0
+            full = embedding.new_zeros(embedding.shape[0], self._head_width())
+            embedding = full.index_copy(1, self.output_kept, embedding)
+        return self._head()(embedding, labels)
 
     def parameters(self, model: nn.Module) -> Iterator[nn.Parameter]:
         yield from model.parameters()

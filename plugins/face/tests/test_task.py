@@ -282,3 +282,35 @@ def test_the_taught_preset_distils_the_released_network_label_free():
     assert how == "distilled from released for 3 epochs of the recovery images"
     assert agreement() > before + 0.05
     assert task.head is not None  # fitted afterwards, for Taylor scores and fine-tuning
+
+
+def test_a_pruned_embedding_reaches_the_classifier_head_in_the_parents_coordinates():
+    task = synthetic_task()
+    images, labels = next(iter(task.train_batches()))
+    full = task.build_model().eval()
+    kept = [0, 3, 4, 9, 31]
+
+    class Narrowed(nn.Module):  # what a step with prune.prune_outputs leaves: kept features
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return full(x)[:, kept]
+
+    zeroed = full(images).clone()
+    zeroed[:, [i for i in range(32) if i not in kept]] = 0
+    task.outputs_pruned(kept)
+    torch.testing.assert_close(task.loss(Narrowed(), (images, labels)), task.head(zeroed, labels))
+
+
+def test_taylor_and_finetune_run_on_a_network_whose_embedding_is_pruned(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    flags = ["--criterion", "taylor", "--recovery", "reconstruct,distill,finetune"]
+    sets = ["prune.prune_outputs=true", "data.synthetic_identities=30", "data.synthetic_images=6"]
+    rc = main(["run", "face", "--out", str(out), *flags, *TINY, *[f"--set={s}" for s in sets]])
+    assert rc == 0
+    log = _log(out)
+    assert len(log) == 3 and all("accuracy" in r["metrics"] for r in log)
+    width = torch.load(out / "final.pt", weights_only=False)["model"]["conv10.weight"].shape[0]
+    assert width < 1000  # the scratch network's embedding lost features
+    mapped: list[list[int]] = []
+    monkeypatch.setattr(FaceTask, "outputs_pruned", lambda self, kept: mapped.append(kept))
+    assert main(["run", "--resume", str(out), "--quiet"]) == 0  # restored, then re-reported
+    assert len(mapped) == 1 and len(mapped[0]) == width
