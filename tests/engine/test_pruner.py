@@ -340,7 +340,12 @@ def test_macs_target():
 
 @pytest.mark.parametrize(
     ("key", "other"),
-    [("criterion", {"criterion": "l2"}), ("scope", {"scope": "global"}), ("steps", {"steps": 3})],
+    [
+        ("criterion", {"criterion": "l2"}),
+        ("scope", {"scope": "global"}),
+        ("rank", {"rank": "per_cost"}),
+        ("steps", {"steps": 3}),
+    ],
 )
 def test_resuming_with_other_settings_is_refused(key, other):
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 3))
