@@ -371,14 +371,16 @@ class Pruner:
     def output_kept(self) -> list[int] | None:
         """The parent indices of the model output's remaining features (None while it is
         whole): the kept channels of the one layer whose channels the output is."""
-        pruned = [g.name for g in self.groups if g.reaches_output and g.name in self.kept]
-        if len(pruned) > 1:
+        outputs = [g.name for g in self.groups if g.reaches_output]
+        if not any(name in self.kept for name in outputs):
+            return None
+        if len(outputs) > 1:
             raise PrunekitError(
-                f"the model output is made of the channels of {len(pruned)} layers "
-                f"({', '.join(map(repr, pruned))}), so its kept features have no one order: "
+                f"the model output is made of the channels of {len(outputs)} layers "
+                f"({', '.join(map(repr, outputs))}), so its kept features have no one order: "
                 "set prune_outputs=False"
             )
-        return self.kept[pruned[0]] if pruned else None
+        return self.kept[outputs[0]]
 
     def describe(self) -> Description:
         """Every channel group (its layers, units, floor and rounding) and every layer left out

@@ -52,9 +52,9 @@ class OBS(Criterion):
     Needs forward passes only (:meth:`prunekit.Pruner.observing`). A unit's score is the sum,
     over the dense conv/linear layers reading it, of the output error left by an optimal refit
     without its columns, relative to that layer's output energy; a unit of the model's output
-    (``prune_outputs``) scores its share of that output's energy, which no refit recovers.
-    ``damp``: ridge added to each
-    Gram, relative to its mean diagonal. ``max_positions``: rows (images x positions) sampled
+    (``prune_outputs``) scores the variance it carries relative to that output's energy, which
+    no refit recovers. ``damp``: ridge added to each Gram, relative to its mean diagonal.
+    ``max_positions``: rows (images x positions) sampled
     per forward pass and layer. Layers with more than ``max_features`` inputs (times kernel)
     use the Gram's diagonal alone (activation-weighted magnitude) instead of its inverse.
     """
@@ -82,13 +82,13 @@ class OBS(Criterion):
         self._grams: dict[nn.Module, torch.Tensor] = {}
         #: per layer, the sum of its sampled input rows and their count (their mean)
         self._sums: dict[nn.Module, tuple[torch.Tensor, int]] = {}
+        self._means_of: set[nn.Module] = set()
 
     def observed(self, groups: Sequence[ChannelGroup]) -> list[nn.Module]:
-        return list(
-            dict.fromkeys(
-                s.module for g in groups for s in g.slices if _consumer(s) or _output_producer(s, g)
-            )
-        )
+        outputs = [s.module for g in groups for s in g.slices if _output_producer(s, g)]
+        self._means_of = set(outputs)  # only their scores need the inputs' mean
+        consumers = [s.module for g in groups for s in g.slices if _consumer(s)]
+        return list(dict.fromkeys(consumers + outputs))
 
     def observe(self, module: nn.Module, x: torch.Tensor) -> None:
         rows = layer_patches(module, x.detach())
@@ -100,8 +100,9 @@ class OBS(Criterion):
         gram = rows.pow(2).sum(0) if diagonal_only else rows.T @ rows
         known = self._grams.get(module)
         self._grams[module] = gram if known is None else known + gram
-        total, count = self._sums.get(module, (0.0, 0))
-        self._sums[module] = (rows.sum(0) + total, rows.shape[0] + count)
+        if module in self._means_of:
+            total, count = self._sums.get(module, (0.0, 0))
+            self._sums[module] = (rows.sum(0) + total, rows.shape[0] + count)
 
     def statistics(self) -> list[torch.Tensor]:
         return list(self._grams.values())

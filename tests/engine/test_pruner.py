@@ -437,3 +437,24 @@ def test_groups_found_again_after_a_step_walk_only_the_coupled_ones(monkeypatch)
     group = next(g for g in pruner.groups if g.name == "blocks.1.shortcut.0")
     half = group.num_units
     assert group.blocks == [[u, u + half] for u in range(half)]
+
+
+def test_an_output_made_of_two_layers_has_no_one_order_of_kept_features():
+    class TwoHeads(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = nn.Conv2d(3, 8, 3)
+            self.a, self.b = nn.Conv2d(8, 6, 1), nn.Conv2d(8, 4, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = torch.relu(self.stem(x))
+            return torch.cat([self.a(x), self.b(x)], 1).mean((2, 3))
+
+    model = TwoHeads().eval()
+    pruner = pk.Pruner(model, torch.randn(1, 3, 8, 8), criterion="l1", round_to=None,
+                       ignored_layers=["stem"], target="channels=0.2",
+                       prune_outputs=True)  # fmt: skip
+    pruner.step()
+    assert model.a.out_channels + model.b.out_channels < 10
+    with pytest.raises(pk.PrunekitError, match=r"channels of 2 layers \('a', 'b'\)"):
+        _ = pruner.output_kept
