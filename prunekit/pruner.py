@@ -303,6 +303,15 @@ class Pruner:
         remember_unpruned(model)  # what checkpoints of the pruned model fit
         #: unit count of every group before pruning (``round_to="auto"`` decides from it)
         self.widths = {g.name: g.num_units for g in self.groups}
+        #: the unpruned output's features (dim 1 of a single tensor) and the channels of each
+        #: layer reaching it: kept channels index output features only when the two agree
+        shapes = output_shapes(model, example_inputs)
+        self._output_width = shapes[1] if shapes and isinstance(shapes[0], int) else None
+        self._output_layer_widths = {
+            g.name: self._out_channels(model.get_submodule(g.name))
+            for g in self.groups
+            if g.reaches_output
+        }
         #: the latency table and the forecast made from it (None without a latency target)
         self.latency_table: LatencyTable | None = None
         self._forecast: Forecast | None = None
@@ -367,6 +376,9 @@ class Pruner:
             for handle in handles:
                 handle.remove()
 
+    def _out_channels(self, module: nn.Module) -> int:
+        return self.graph.get_pruner_of_module(module).get_out_channels(module)
+
     @property
     def output_kept(self) -> list[int] | None:
         """The parent indices of the model output's remaining features (None while it is
@@ -379,6 +391,14 @@ class Pruner:
                 f"the model output is made of the channels of {len(outputs)} layers "
                 f"({', '.join(map(repr, outputs))}), so its kept features have no one order: "
                 "set prune_outputs=False"
+            )
+        width = self._output_layer_widths[outputs[0]]
+        if width != self._output_width:
+            raise PrunekitError(
+                f"the model output has {self._output_width} features but its prunable layer "
+                f"{outputs[0]!r} had {width} channels (the output also holds other layers' "
+                "channels, or several features per channel), so its kept channels are not "
+                "output features: set prune_outputs=False"
             )
         return self.kept[outputs[0]]
 

@@ -458,3 +458,24 @@ def test_an_output_made_of_two_layers_has_no_one_order_of_kept_features():
     assert model.a.out_channels + model.b.out_channels < 10
     with pytest.raises(pk.PrunekitError, match=r"channels of 2 layers \('a', 'b'\)"):
         _ = pruner.output_kept
+
+
+def test_an_output_that_also_holds_an_ignored_layers_channels_has_no_kept_feature_order():
+    class Concat(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = nn.Conv2d(3, 8, 3)
+            self.fixed, self.head = nn.Conv2d(8, 4, 1), nn.Conv2d(8, 6, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = torch.relu(self.stem(x))
+            return torch.cat([self.fixed(x), self.head(x)], 1).mean((2, 3))
+
+    model = Concat().eval()
+    pruner = pk.Pruner(model, torch.randn(1, 3, 8, 8), criterion="l1", round_to=None,
+                       ignored_layers=["stem", "fixed"], target="channels=0.2",
+                       prune_outputs=True)  # fmt: skip
+    pruner.step()
+    assert model.head.out_channels < 6 and model.fixed.out_channels == 4
+    with pytest.raises(pk.PrunekitError, match=r"output has 10 features but .*'head' had 6"):
+        _ = pruner.output_kept
