@@ -171,8 +171,14 @@ class ChannelGroup:
 
     def unit_sum(self, s: ParamSlice, values: torch.Tensor) -> torch.Tensor:
         """Sum ``values`` (shaped like ``s.param``) over each unit's elements -> ``[num_units]``."""
-        picked = values.detach().index_select(s.dim, s.index.to(values.device))
-        per_index = picked.movedim(s.dim, 0).reshape(len(s.index), -1).sum(1)
+        # reduce to one value per channel first, trailing dims before leading ones, then pick:
+        # no copy of the weight (a step scores every layer)
+        per_channel = values.detach()
+        if s.dim + 1 < per_channel.dim():
+            per_channel = per_channel.flatten(s.dim + 1).sum(-1)
+        if s.dim > 0:
+            per_channel = per_channel.flatten(0, s.dim - 1).sum(0)
+        per_index = per_channel.index_select(0, s.index.to(values.device))
         out = torch.zeros(self.num_units, dtype=per_index.dtype, device=per_index.device)
         return out.index_add_(0, s.unit.to(per_index.device), per_index)
 
