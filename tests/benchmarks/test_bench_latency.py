@@ -7,10 +7,13 @@ ratio of two tests; each pruned test therefore also times itself against the par
 interleaved rounds (``extra_info["interleaved_ratio"]``), and the summary prints both.
 
 ``test_bench_latency_pruned40`` is l1 in local scope (the issue's reference case);
-``test_bench_latency_pruned40_by`` covers every built-in criterion in both scopes.
+``test_bench_latency_pruned40_by`` covers every built-in criterion in both scopes, and with
+``PRUNEKIT_BENCH_GRID=1`` global scope ranked per MAC removed (``rank="per_cost"``).
 """
 
 from __future__ import annotations
+
+import os
 
 import pytest
 import torch
@@ -23,8 +26,10 @@ BATCHES = [1, 32]
 CRITERIA = ["taylor", "l1", "l2", "random", "bn_scale"]
 
 
-def _pruned(parent: torch.nn.Module, criterion: str, scope: str) -> torch.nn.Module:
-    return pruned(parent, criterion, scope, target="macs=0.4")
+def _pruned(
+    parent: torch.nn.Module, criterion: str, scope: str, rank: str = "score"
+) -> torch.nn.Module:
+    return pruned(parent, criterion, scope, target="macs=0.4", rank=rank)
 
 
 def _latency(benchmark, model: torch.nn.Module, batch: int, parent=None) -> None:
@@ -53,8 +58,24 @@ def test_bench_latency_pruned40(benchmark, parent, batch):
     _latency(benchmark, _pruned(parent, "l1", "local"), batch, parent)
 
 
+#: global scope also ranked per MAC removed (``rank="per_cost"``), with PRUNEKIT_BENCH_GRID=1
+SCOPES = [
+    pytest.param("local", "score", id="local"),
+    pytest.param("global", "score", id="global"),
+    pytest.param(
+        "global",
+        "per_cost",
+        id="global-per_cost",
+        marks=pytest.mark.skipif(
+            os.environ.get("PRUNEKIT_BENCH_GRID") != "1",
+            reason="part of the full grid: set PRUNEKIT_BENCH_GRID=1",
+        ),
+    ),
+]
+
+
 @pytest.mark.parametrize("batch", BATCHES, ids=lambda b: f"b{b}")
-@pytest.mark.parametrize("scope", ["local", "global"])
+@pytest.mark.parametrize(("scope", "rank"), SCOPES)
 @pytest.mark.parametrize("criterion", CRITERIA)
-def test_bench_latency_pruned40_by(benchmark, parent, criterion, scope, batch):
-    _latency(benchmark, _pruned(parent, criterion, scope), batch, parent)
+def test_bench_latency_pruned40_by(benchmark, parent, criterion, scope, rank, batch):
+    _latency(benchmark, _pruned(parent, criterion, scope, rank), batch, parent)
