@@ -80,6 +80,12 @@ class PruneConfig(PruneSettings):
         description="How the target is spread over the steps "
         "(see [Concepts](concepts.md#schedules)).",
     )
+    ignored_layers: list[str] = Field(
+        default_factory=list,
+        description="Layers (qualified names, e.g. `features.fire9.expand1x1`; a block names "
+        "all its layers) whose output channels stay whole, besides the task's own "
+        "(`Task.ignored_layers`). `prunekit inspect` lists the names.",
+    )
     score_batches: int | None = Field(
         None,
         ge=1,

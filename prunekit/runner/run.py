@@ -160,7 +160,7 @@ class _Session:
             steps=self.prune["steps"],
             scope=self.prune["scope"],
             rank=self.prune["rank"],
-            ignored_layers=self.task.ignored_layers(self.model),
+            ignored_layers=[*self.task.ignored_layers(self.model), *self.prune["ignored_layers"]],
             round_to=self.prune["round_to"],
             min_channels=self.prune["min_channels"],
             prune_outputs=self.prune["prune_outputs"],

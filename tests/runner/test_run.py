@@ -122,3 +122,18 @@ def test_a_latency_target_is_timed_with_the_runs_latency_settings(tmp_path, monk
     assert seen[0] is None
     assert seen[1]["repeats"] == 2 and seen[1]["batch_size"] == 4
     assert seen[1]["device"] == "cpu" and seen[1]["threads"] == 1  # the toy's run threads
+
+
+def test_configured_ignored_layers_stay_whole_besides_the_tasks(tmp_path):
+    config = fast_config(**{"prune.steps": 1, "prune.ignored_layers": "[features.0]"})
+    run.start(config, tmp_path / "run", quiet=True, echo=silent)
+    weights = pk.read_checkpoint(tmp_path / "run" / "final.pt")["model"]
+    assert weights["features.0.weight"].shape[0] == 16  # ignored by the config
+    assert weights["features.4.weight"].shape[0] < 32  # pruned
+    assert weights["classifier.weight"].shape[0] == 4  # ignored by the task
+
+
+def test_a_misspelt_ignored_layer_is_named(tmp_path):
+    config = fast_config(**{"prune.ignored_layers": "[features.O]"})
+    with pytest.raises(pk.PrunekitError, match=r"ignored_layers: .* has no layer 'features.O'"):
+        run.start(config, tmp_path / "run", quiet=True, echo=silent)
