@@ -13,7 +13,8 @@ prunekit merges the producer's group with the grouped conv's output group into o
 whose unit is one whole convolution group.
 
 It maps the channels through pixel shuffles (:func:`_fix_pixel_shuffle`), which torch-pruning
-passes through as if element-wise.
+passes through as if element-wise, and through ShuffleNet's channel shuffles
+(:func:`_fix_channel_shuffle`), which it has no mapping for.
 
 It also gives torch-pruning the true channel counts of every ``torch.cat`` (see
 :func:`_repair_index_mapping`): it guesses them from the nearest layers, wrongly after a slice or
@@ -28,8 +29,9 @@ channels (their sizes are constants in ``forward()``), a concat it cannot map, a
 
 from __future__ import annotations
 
+import functools
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -313,6 +315,8 @@ def _repair_index_mapping(graph: tp.DependencyGraph) -> None:
     names = module_names(graph)
     earlier = _REPAIRS.get(graph)  # the view/reshape nodes cut the first time are elementwise now
     repairs = _REPAIRS[graph] = _Repairs(unmapped=dict(earlier.unmapped) if earlier else {})
+    for node in list(graph.module2node.values()):  # before the loop below cuts their views
+        _fix_channel_shuffle(node)
     for node in graph.module2node.values():
         why = _fix_pixel_shuffle(node, node_of)
         if why:
@@ -398,6 +402,107 @@ def _regrouped(node: Any) -> str | None:
     if before[1] == after[1]:
         return None  # the channels stay in dim 1 (``x.flatten(2)``, ``x.view(n, c, -1)``)
     return f"{before} -> {after}"
+
+
+def _fix_channel_shuffle(node: Any) -> None:
+    """Map the channels through a channel shuffle of ``g`` groups that starts at ``node``:
+    ``x.view(n, g, k, h, w)``, ``transpose(1, 2)`` (or ``permute(0, 2, 1, ...)``) and a view
+    back to ``[n, g*k, h, w]``, as in ShuffleNet.
+
+    Channel ``a*k + b`` before it is channel ``b*g + a`` after it. The shuffle stays valid only
+    if every one of its ``g`` groups keeps the same channels, so channel ``b`` of every group
+    (a "column") goes with block ``b*g .. b*g+g-1`` after it: mapped both ways as whole columns
+    and blocks, the ``g`` channels of a column meet and become one unit
+    (:func:`_coupled_blocks`). ``k`` shrinks as columns are removed, so the mapping reads the
+    current width of the shuffled tensor (:func:`_live_width`) each time it is used. Anything
+    else that regroups the channels is left to :func:`_regrouped`.
+    """
+    if node.type != ops.OPTYPE.RESHAPE or len(node.inputs) != 1 or len(node.outputs) != 1:
+        return
+    args = [(fn, i) for fn, i in getattr(node.grad_fn, "next_functions", ()) if fn is not None]
+    before = _shape(*args[0]) if len(args) == 1 else None
+    after = _shape(node.grad_fn)
+    if before is None or after is None or len(before) < 3 or len(after) != len(before) + 1:
+        return
+    n, c, *rest = before
+    g, k = after[1], after[2]
+    if after[0] != n or after[3:] != rest or g * k != c or g < 2:
+        return
+    middle, swapped, end = [], False, node.outputs[0]
+    while end.type != ops.OPTYPE.RESHAPE:
+        op = type(end.grad_fn).__name__
+        if end.type != ops.OPTYPE.ELEMENTWISE or len(end.outputs) != 1 or len(end.inputs) != 1:
+            return
+        if op in ("TransposeBackward0", "PermuteBackward0") and not swapped:
+            swapped = _swaps_groups(end.grad_fn, len(after))
+            if not swapped:
+                return
+        elif op != "CloneBackward0":  # .contiguous()
+            return
+        middle.append(end)
+        end = end.outputs[0]
+    if not swapped or len(end.inputs) != 1 or _shape(end.grad_fn) != before:
+        return
+    source = node.inputs[0]
+    if _live_width(source) != c:
+        return  # no layer before it says how wide it is now
+    width = functools.partial(_live_width, source)
+    for deps, target, reverse in (
+        (source.dependencies, node, False),  # from before the shuffle to after it
+        (node.dependencies, source, True),
+    ):
+        for dep in deps:
+            if dep.target is target:
+                dep.index_mapping[0] = _ShuffleIndexMapping(g, width, reverse)
+    # the indices between the two views are those after the shuffle: passed through unchanged
+    for step in (node, *middle, end):
+        step.type = ops.OPTYPE.ELEMENTWISE
+
+
+def _swaps_groups(grad_fn: Any, dims: int) -> bool:
+    """Whether a transpose or permute of a ``dims``-dim tensor swaps dims 1 and 2 only."""
+    if hasattr(grad_fn, "_saved_dims"):
+        order = [d - 2**64 if d >= 2**63 else d for d in grad_fn._saved_dims]
+    else:
+        order = list(range(dims))
+        a, b = (d - 2**64 if d >= 2**63 else d for d in (grad_fn._saved_dim0, grad_fn._saved_dim1))
+        order[a % dims], order[b % dims] = order[b % dims], order[a % dims]
+    return [d % dims for d in order] == [0, 2, 1, *range(3, dims)]
+
+
+class _ShuffleIndexMapping:
+    """Indices through a channel shuffle of ``groups`` groups, as whole columns and blocks
+    (see :func:`_fix_channel_shuffle`); ``reverse`` maps from after the shuffle to before."""
+
+    def __init__(self, groups: int, width: Callable[[], int | None], reverse: bool) -> None:
+        self.groups, self.width, self.reverse = groups, width, reverse
+
+    def __call__(self, idxs: list[_HybridIndex]) -> list[_HybridIndex]:
+        g = self.groups
+        k = (self.width() or 0) // g
+        out = []
+        for i in idxs:
+            column = int(i.idx) // g if self.reverse else int(i.idx) % k
+            targets = range(column, g * k, k) if self.reverse else range(column * g, column * g + g)
+            out.extend(_HybridIndex(idx=t, root_idx=i.root_idx) for t in targets)
+        return list(dict.fromkeys(out))
+
+
+def _live_width(node: Any) -> int | None:
+    """The current channel count of what ``node`` returns, read off the layers before it
+    (through element-wise operations, norms and concats along the channels); None where no
+    layer says."""
+    module = node.module
+    if isinstance(module, nn.modules.conv._ConvNd):
+        return module.out_channels
+    if isinstance(module, nn.modules.batchnorm._BatchNorm | nn.modules.instancenorm._InstanceNorm):
+        return module.num_features
+    if node.type == ops.OPTYPE.CONCAT and _along_channels(node) and node.inputs:
+        widths = [_live_width(i) for i in node.inputs]
+        return None if None in widths else sum(widths)
+    if node.type in (ops.OPTYPE.ELEMENTWISE, ops.OPTYPE.PRELU) and node.inputs:
+        return _live_width(node.inputs[0])
+    return None
 
 
 def _fix_flatten(node: Any, node_of: dict[Any, Any]) -> None:

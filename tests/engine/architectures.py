@@ -324,6 +324,28 @@ class SubPixelNet(nn.Module):
         return self.head(self.up(self.body(x)))
 
 
+class ShuffleNet(nn.Module):
+    """(k) channel shuffles pruned through: two ShuffleNetV2 downsampling units (the concat of
+    both branches, shuffled in 2 groups, feeds both branches of the next unit), then a 1x1 conv
+    whose output is shuffled in 4 groups by ``reshape -> permute -> reshape``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()
+        )
+        self.units = nn.Sequential(ShuffleUnit(16, 32, 32, True), ShuffleUnit(32, 48, 32, True))
+        self.mix = nn.Sequential(nn.Conv2d(48, 32, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU())
+        self.post = nn.Sequential(nn.Conv2d(32, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.mix(self.units(self.stem(x)))
+        n, c, h, w = x.shape
+        x = x.reshape(n, 4, c // 4, h, w).permute(0, 2, 1, 3, 4).reshape(n, c, h, w)
+        return self.head(self.post(x).mean((2, 3)))
+
+
 ARCHITECTURES = {
     "squeezenet": (lambda: SqueezeNet(), (1, 3, 32, 32)),
     "resnet": (ResNet, (1, 3, 16, 16)),
@@ -331,6 +353,7 @@ ARCHITECTURES = {
     "grouped_multiplier": (lambda: SqueezeNet(grouped=True, bn=False), (1, 3, 32, 32)),
     "embedding_head": (EmbeddingHead, (1, 3, 16, 16)),
     "shufflenetv2": (ShuffleNetV2, (1, 3, 16, 16)),
+    "shufflenet": (ShuffleNet, (1, 3, 16, 16)),
     "ghostnet": (GhostNet, (1, 3, 16, 16)),
     "vit": (ViT, (1, 3, 16, 16)),
     "subpixel": (SubPixelNet, (1, 3, 16, 16)),

@@ -406,6 +406,32 @@ def test_pixel_shuffles_map_one_channel_to_r_squared():
     assert model.up[0].out_channels == model.up[1].num_features == 4 * model.head.in_channels < 64
 
 
+def test_channel_shuffles_remove_one_channel_of_every_group_together():
+    """Channel ``b`` of each of a shuffle's ``g`` groups is one unit (a column), so every
+    group keeps the same channels; through ShuffleNetV2's concat + shuffle in 2 groups, a
+    channel of one branch goes with the same channel of the other."""
+    model, x = _build("shufflenet")
+    pruner = pk.Pruner(model, x, criterion="l1", target=pk.Target(params=0.4), round_to=None)
+    assert pruner.left_whole == {}
+    mix = next(g for g in pruner.groups if g.name == "mix.0")
+    assert mix.num_units == 8
+    assert mix.blocks == [[b, b + 8, b + 16, b + 24] for b in range(8)]
+    pair = next(g for g in pruner.groups if g.name == "units.0.branch2.5")
+    assert pair.num_units == 16 and pair.blocks is None
+    assert {s.module_name for s in pair.slices} >= {"units.0.branch1.2", "units.0.branch2.5"}
+    before = copy.deepcopy(model)
+    report = pruner.step()
+    unit0 = model.units[0]
+    assert unit0.branch1[2].out_channels == unit0.branch2[5].out_channels < 16
+    assert model.units[1].branch2[0].in_channels == 2 * unit0.branch2[5].out_channels
+    assert model.post[0].in_channels == model.mix[0].out_channels < 32
+    assert model.mix[0].out_channels % 4 == 0
+    with torch.no_grad():
+        torch.testing.assert_close(
+            model(x), masked_reference(before, report)(x), atol=1e-5, rtol=1e-5
+        )
+
+
 def test_a_pixel_unshuffle_of_the_model_input_leaves_the_layers_after_it_prunable():
     torch.manual_seed(0)
     model = nn.Sequential(
