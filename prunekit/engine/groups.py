@@ -13,8 +13,9 @@ prunekit merges the producer's group with the grouped conv's output group into o
 whose unit is one whole convolution group.
 
 It maps the channels through pixel shuffles (:func:`_fix_pixel_shuffle`), which torch-pruning
-passes through as if element-wise, and through ShuffleNet's channel shuffles
-(:func:`_fix_channel_shuffle`), which it has no mapping for.
+passes through as if element-wise, through ShuffleNet's channel shuffles
+(:func:`_fix_channel_shuffle`), which it has no mapping for, and through splits into equal
+pieces (:func:`_fix_split`), which it maps to the wrong offsets.
 
 It also gives torch-pruning the true channel counts of every ``torch.cat`` (see
 :func:`_repair_index_mapping`): it guesses them from the nearest layers, wrongly after a slice or
@@ -22,7 +23,7 @@ split, and then maps channels to the wrong places (or, round a loop of such mapp
 larger indices: building the groups never ended).
 
 Groups torch-pruning cannot remove consistently, or whose cost prunekit cannot count, are left
-whole with the reason (see :func:`find_groups`): a slice or a ``torch.split``/``chunk`` of the
+whole with the reason (see :func:`find_groups`): a slice or an unequal ``torch.split`` of the
 channels (their sizes are constants in ``forward()``), a concat it cannot map, a bare
 ``nn.Parameter``, a layer whose pruned parameters :func:`_param_dims` does not know.
 """
@@ -46,7 +47,8 @@ from torch_pruning.dependency.index_mapping import (
     _SliceIndexMapping,
 )
 
-from prunekit.engine.integrity import failing_module
+from prunekit.engine.integrity import Snapshot, check_runs, failing_module
+from prunekit.engine.measure import forward
 from prunekit.errors import PrunekitError
 
 ROOT_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
@@ -264,6 +266,7 @@ def build_graph(model: nn.Module, example_inputs: Any) -> tp.DependencyGraph:
     finally:
         model.train(was_training)
     _repair_index_mapping(graph)  # again: torch-pruning re-guessed the concat sizes meanwhile
+    _check_splits(model, example_inputs, graph)
     return graph
 
 
@@ -277,9 +280,11 @@ class _Graph(tp.DependencyGraph):
         _repair_index_mapping(self)
 
 
-#: the concats and splits forward() writes (torch.cat, torch.split, torch.chunk); those inside
-#: recurrent layers (unsafe_split) are left to torch-pruning
-_WRITTEN = {"CatBackward0", "SplitBackward0", "SplitWithSizesBackward0"}
+#: the splits forward() writes (torch.split, torch.chunk); those inside recurrent layers
+#: (unsafe_split) are left to torch-pruning
+_SPLITS = {"SplitBackward0", "SplitWithSizesBackward0"}
+#: the concats and splits forward() writes
+_WRITTEN = {"CatBackward0", *_SPLITS}
 
 
 @dataclass
@@ -290,6 +295,8 @@ class _Repairs:
     unmapped: dict[Any, str] = field(default_factory=dict)
     #: the concats along the channels whose mappings prunekit sets from their sizes
     concats: list[Any] = field(default_factory=list)
+    #: the splits into equal pieces along the channels that prunekit maps (:func:`_fix_split`)
+    splits: list[Any] = field(default_factory=list)
 
 
 #: the repairs of each traced graph
@@ -297,26 +304,41 @@ _REPAIRS: weakref.WeakKeyDictionary[tp.DependencyGraph, _Repairs] = weakref.Weak
 
 
 def _repair_index_mapping(graph: tp.DependencyGraph) -> None:
-    """Give torch-pruning the true channel counts of the concats along the channels, and cut
-    the splits of the channels from the graph.
+    """Give torch-pruning the true channel counts of the concats along the channels, map the
+    channels through the splits into equal pieces, and cut the other splits from the graph.
 
     torch-pruning infers a concat's sizes by walking to the nearest layers, which goes wrong
     after a slice or a split; it gives a concat no offsets at all where the layers after it (a
     flatten, another concat) keep it from inferring its width; and it cannot place the channels
     of a tensor it does not trace (the model's input). The true counts are read from the traced
     tensors (the offsets follow from the counts at every use, :func:`_sync_offsets`). A split's
-    sizes are constants in ``forward()`` (``torch.split(x, 3, 1)``, ``x.chunk(2, 1)``): removing
-    channels on either side of it would move its boundaries and silently change what each piece
-    holds. A split, and a concat whose channels still cannot be mapped, is cut from the graph,
-    so that no group goes through it, and the groups that reach it are left whole with the
-    reason.
+    sizes are constants in ``forward()`` (``torch.split(x, [3, 5], 1)``): removing channels on
+    either side of it would move its boundaries and silently change what each piece holds. Only
+    a split into equal pieces (``x.chunk(2, 1)``) keeps them where every piece loses the same
+    channels (:func:`_fix_split`; :func:`check_splits` then tries one). A split that cannot be
+    mapped, and a concat whose channels still cannot be, is cut from the graph, so that no group
+    goes through it, and the groups that reach it are left whole with the reason.
     """
     node_of = {n.grad_fn: n for n in graph.module2node.values() if n.grad_fn is not None}
     names = module_names(graph)
     earlier = _REPAIRS.get(graph)  # the view/reshape nodes cut the first time are elementwise now
     repairs = _REPAIRS[graph] = _Repairs(unmapped=dict(earlier.unmapped) if earlier else {})
+    splits = [
+        n
+        for n in graph.module2node.values()
+        if n.type == ops.OPTYPE.SPLIT
+        and type(n.grad_fn).__name__ in _SPLITS
+        and _along_channels(n.grad_fn)
+    ]
     for node in list(graph.module2node.values()):  # before the loop below cuts their views
         _fix_channel_shuffle(node)
+    why_not: dict[Any, str] = {}  # split -> why it cannot be mapped
+    for node in splits:
+        why = _fix_split(node)
+        if why is None:
+            repairs.splits.append(node)
+        else:
+            why_not[node] = why
     for node in graph.module2node.values():
         why = _fix_pixel_shuffle(node, node_of)
         if why:
@@ -342,14 +364,14 @@ def _repair_index_mapping(graph: tp.DependencyGraph) -> None:
             continue
         if node.type not in (ops.OPTYPE.CONCAT, ops.OPTYPE.SPLIT):
             continue
-        if type(node.grad_fn).__name__ not in _WRITTEN or not _along_channels(node):
+        if type(node.grad_fn).__name__ not in _WRITTEN or not _along_channels(node.grad_fn):
             continue  # along another dim torch-pruning maps nothing through a concat or split
+        if node in repairs.splits:
+            continue
         if node.type == ops.OPTYPE.CONCAT:
-            why = _fix_concat(node, node_of)
-            what = "torch.cat"
+            why, what = _fix_concat(node, node_of), "torch.cat"
         else:
-            why = "its sizes are constants in forward() that removed channels would shift"
-            what = "torch.split/chunk"
+            why, what = why_not[node], "torch.split/chunk"
         if why is None:
             repairs.concats.append(node)
             continue
@@ -367,10 +389,10 @@ def _shape(grad_fn: Any, output: int = 0) -> list[int] | None:
     return list(meta[output].shape) if meta is not None and output < len(meta) else None
 
 
-def _along_channels(node: Any) -> bool:
-    """Whether a concat or split node works along dim 1, the channels torch-pruning maps."""
-    dim = getattr(node.grad_fn, "_saved_dim", None)
-    shape = _shape(node.grad_fn)
+def _along_channels(grad_fn: Any) -> bool:
+    """Whether a concat or split works along dim 1, the channels torch-pruning maps."""
+    dim = getattr(grad_fn, "_saved_dim", None)
+    shape = _shape(grad_fn)
     if dim is None or shape is None or len(shape) < 2:
         return False
     return (dim - 2**64 if dim >= 2**63 else dim) % len(shape) == 1  # some builds save -1 unsigned
@@ -385,7 +407,7 @@ def _fix_concat(node: Any, node_of: dict[Any, Any]) -> str | None:
     sizes = [_shape(fn, output) for fn, output in args]
     if [node_of[fn] for fn, _ in args] != node.inputs or any(s is None for s in sizes):
         return "torch-pruning traced its inputs in another order"
-    if not node.enable_index_mapping:
+    if not node.enable_index_mapping and not getattr(node.module, "offsets_by_prunekit", False):
         return "torch-pruning does not map its offsets"
     node.module.concat_sizes = [s[1] for s in sizes]
     return None
@@ -404,7 +426,7 @@ def _regrouped(node: Any) -> str | None:
     return f"{before} -> {after}"
 
 
-def _fix_channel_shuffle(node: Any) -> None:
+def _fix_channel_shuffle(node: Any) -> bool:
     """Map the channels through a channel shuffle of ``g`` groups that starts at ``node``:
     ``x.view(n, g, k, h, w)``, ``transpose(1, 2)`` (or ``permute(0, 2, 1, ...)``) and a view
     back to ``[n, g*k, h, w]``, as in ShuffleNet.
@@ -418,34 +440,34 @@ def _fix_channel_shuffle(node: Any) -> None:
     else that regroups the channels is left to :func:`_regrouped`.
     """
     if node.type != ops.OPTYPE.RESHAPE or len(node.inputs) != 1 or len(node.outputs) != 1:
-        return
+        return False
     args = [(fn, i) for fn, i in getattr(node.grad_fn, "next_functions", ()) if fn is not None]
     before = _shape(*args[0]) if len(args) == 1 else None
     after = _shape(node.grad_fn)
     if before is None or after is None or len(before) < 3 or len(after) != len(before) + 1:
-        return
+        return False
     n, c, *rest = before
     g, k = after[1], after[2]
     if after[0] != n or after[3:] != rest or g * k != c or g < 2:
-        return
+        return False
     middle, swapped, end = [], False, node.outputs[0]
     while end.type != ops.OPTYPE.RESHAPE:
         op = type(end.grad_fn).__name__
         if end.type != ops.OPTYPE.ELEMENTWISE or len(end.outputs) != 1 or len(end.inputs) != 1:
-            return
+            return False
         if op in ("TransposeBackward0", "PermuteBackward0") and not swapped:
             swapped = _swaps_groups(end.grad_fn, len(after))
             if not swapped:
-                return
+                return False
         elif op != "CloneBackward0":  # .contiguous()
-            return
+            return False
         middle.append(end)
         end = end.outputs[0]
     if not swapped or len(end.inputs) != 1 or _shape(end.grad_fn) != before:
-        return
+        return False
     source = node.inputs[0]
     if _live_width(source) != c:
-        return  # no layer before it says how wide it is now
+        return False  # no layer before it says how wide it is now
     width = functools.partial(_live_width, source)
     for deps, target, reverse in (
         (source.dependencies, node, False),  # from before the shuffle to after it
@@ -457,6 +479,7 @@ def _fix_channel_shuffle(node: Any) -> None:
     # the indices between the two views are those after the shuffle: passed through unchanged
     for step in (node, *middle, end):
         step.type = ops.OPTYPE.ELEMENTWISE
+    return True
 
 
 def _swaps_groups(grad_fn: Any, dims: int) -> bool:
@@ -491,18 +514,97 @@ class _ShuffleIndexMapping:
 def _live_width(node: Any) -> int | None:
     """The current channel count of what ``node`` returns, read off the layers before it
     (through element-wise operations, norms and concats along the channels); None where no
-    layer says."""
+    layer says.
+
+    A piece of a split has none: through ShuffleNetV2's chains of splits, concats and
+    shuffles, torch-pruning's walk of one group would take minutes (it goes on while a layer is
+    reached with other root channels), so a split or shuffle whose input is such a chain is
+    left unmapped."""
     module = node.module
     if isinstance(module, nn.modules.conv._ConvNd):
         return module.out_channels
     if isinstance(module, nn.modules.batchnorm._BatchNorm | nn.modules.instancenorm._InstanceNorm):
         return module.num_features
-    if node.type == ops.OPTYPE.CONCAT and _along_channels(node) and node.inputs:
+    if node.type == ops.OPTYPE.CONCAT and _along_channels(node.grad_fn) and node.inputs:
         widths = [_live_width(i) for i in node.inputs]
         return None if None in widths else sum(widths)
     if node.type in (ops.OPTYPE.ELEMENTWISE, ops.OPTYPE.PRELU) and node.inputs:
         return _live_width(node.inputs[0])
     return None
+
+
+def _fix_split(node: Any) -> str | None:
+    """Map the channels through a split of the channels into ``n`` equal pieces of ``P``
+    (``x.chunk(n, 1)``); why it cannot be mapped, if it cannot.
+
+    The pieces stay equal only if each loses the same channels, so channel ``i`` of every
+    piece (channels ``i, P + i, ...`` of the tensor split, a "column") is removed together:
+    mapped both ways between the split and the layer before it, a column's ``n`` channels meet
+    and become one unit (:func:`_coupled_blocks`). Each piece's consumers then get the channels
+    of that piece, less its offset. ``P`` shrinks as columns are removed, so the mappings read
+    the current width of the tensor split (:func:`_live_width`) each time they are used.
+    Whether ``forward()`` splits by the current width (``chunk``) or by a constant one
+    (``torch.split(x, 16, 1)``) the trace cannot tell: :func:`check_splits` tries it.
+    """
+    grad_fn = node.grad_fn
+    pieces = [_shape(grad_fn, i) for i in range(len(getattr(grad_fn, "_input_metadata", ())))]
+    whole = list(getattr(grad_fn, "_saved_self_sym_sizes", ()))
+    widths = {p[1] for p in pieces if p is not None}
+    n = len(pieces)
+    if n < 2 or None in pieces or len(widths) != 1 or len(whole) < 2 or n * min(widths) != whole[1]:
+        return "its pieces differ in size, constants in forward() that removed channels would shift"
+    if len(node.inputs) != 1 or _live_width(node.inputs[0]) != whole[1]:
+        return "no layer before it sizes what it splits (another split? chains are not mapped)"
+    source, read = node.inputs[0], {}
+    for consumer in node.outputs:
+        got = {nr for fn, nr in getattr(consumer.grad_fn, "next_functions", ()) if fn is grad_fn}
+        if len(got) != 1:
+            return "an operation after it reads several of its pieces at once"
+        read[consumer] = got.pop()
+    if set(read.values()) != set(range(n)):
+        return "one of its pieces goes to no traced layer (is it returned?)"
+    width = functools.partial(_live_width, source)
+    for dep in (*source.dependencies, *node.dependencies):
+        if {dep.source, dep.target} == {source, node}:  # whole columns, both ways
+            dep.index_mapping[0] = _PieceIndexMapping(n, width, None, reverse=False)
+        elif dep.source is node and dep.target in read:  # a piece's channels, less its offset
+            dep.index_mapping[0] = _PieceIndexMapping(n, width, read[dep.target], reverse=False)
+    for consumer, piece in read.items():
+        for dep in consumer.dependencies:
+            if dep.target is node:  # plus its offset (after a concat's own mapping)
+                dep.index_mapping[0] = _PieceIndexMapping(n, width, piece, reverse=True)
+    node.module.split_sizes = node.module.offsets = None  # torch-pruning's own mapping is wrong
+    return None
+
+
+class _PieceIndexMapping:
+    """Indices through a split into ``pieces`` equal pieces (see :func:`_fix_split`): whole
+    columns between the split and the tensor split (``piece`` None), the channels of piece
+    ``piece`` less its offset from the split to its consumers, plus its offset back
+    (``reverse``)."""
+
+    def __init__(
+        self, pieces: int, width: Callable[[], int | None], piece: int | None, reverse: bool
+    ) -> None:
+        self.pieces, self.width, self.piece, self.reverse = pieces, width, piece, reverse
+
+    def __call__(self, idxs: list[_HybridIndex]) -> list[_HybridIndex]:
+        size = (self.width() or 0) // self.pieces
+        if self.piece is None:
+            out = [
+                _HybridIndex(idx=int(i.idx) % size + t * size, root_idx=i.root_idx)
+                for i in idxs
+                for t in range(self.pieces)
+            ]
+            return list(dict.fromkeys(out))
+        start = self.piece * size
+        if self.reverse:
+            return [_HybridIndex(idx=int(i.idx) + start, root_idx=i.root_idx) for i in idxs]
+        return [
+            _HybridIndex(idx=int(i.idx) - start, root_idx=i.root_idx)
+            for i in idxs
+            if start <= int(i.idx) < start + size
+        ]
 
 
 def _fix_flatten(node: Any, node_of: dict[Any, Any]) -> None:
@@ -581,8 +683,21 @@ def _sync_offsets(graph: tp.DependencyGraph) -> None:
                 (_free(node.dependencies, source, done), True),
                 (_free(source.dependencies, node, done), False),
             ):
-                if dep is not None:
-                    dep.index_mapping[1] = _ConcatIndexMapping(offsets[i : i + 2], reverse)
+                if dep is None:
+                    continue
+                mapping = _ConcatIndexMapping(offsets[i : i + 2], reverse)
+                piece = next(
+                    (m for m in dep.index_mapping if isinstance(m, _PieceIndexMapping)), None
+                )
+                if reverse and piece is not None:
+                    # torch-pruning applies index_mapping[0] first: back from a concat into a
+                    # piece of a split, the concat's offset goes first, then the piece's; and
+                    # it must not put its own concat mapping second again
+                    dep.index_mapping[:] = [mapping, piece]
+                    node.enable_index_mapping = False
+                    node.module.offsets_by_prunekit = True
+                else:
+                    dep.index_mapping[1] = mapping
 
 
 def _free(deps: list[Any], target: Any, done: set[int]) -> Any:
@@ -595,6 +710,77 @@ def _free(deps: list[Any], target: Any, done: set[int]) -> Any:
 
 def _offsets(sizes: list[int]) -> list[int]:
     return [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+
+
+def _check_splits(model: nn.Module, example_inputs: Any, graph: tp.DependencyGraph) -> None:
+    """Cut from the graph each split mapped by :func:`_fix_split` whose sizes ``forward()``
+    fixes (``torch.split(x, 16, 1)`` where ``x.chunk(2, 1)`` would follow the channels): the
+    trace cannot tell them apart, so one unit of a group through the split is removed, the
+    model run on the example inputs, and put back. The groups that reach a cut split are left
+    whole with the reason."""
+    repairs = _REPAIRS.get(graph)
+    names = module_names(graph)
+    equal = _equal_splits(model, example_inputs) if repairs and repairs.splits else 0
+    for node in list(repairs.splits if repairs else ()):
+        groups = find_groups(graph, [], prune_outputs=True)
+        through = (g for g in groups if any(i.dep.target is node for p in g.parts for i in p.items))
+        group = next((g for g in through if g.num_units >= 2), None)
+        if group is None:
+            continue  # no group through it can lose a unit
+        undo = Snapshot(graph)
+        try:
+            group.prune([0])
+            problem = check_runs(model, example_inputs, None)
+            why = None if problem is None else problem[0]
+            if why is None and _equal_splits(model, example_inputs) < equal:
+                why = "a split into equal pieces no longer makes equal pieces"
+        except Exception as exc:  # torch-pruning's own error
+            why = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        finally:
+            undo.restore()
+        if why is None:
+            continue
+        repairs.splits.remove(node)
+        node.dependencies = []
+        repairs.unmapped[node] = (
+            f"prunekit cannot map its channels through the torch.split/chunk after "
+            f"{_producer(node, names)} in forward(): one channel less in each of its pieces "
+            f"broke the model ({why}); are its sizes constants? (x.chunk(n, 1) follows the "
+            "channels)"
+        )
+
+
+def _equal_splits(model: nn.Module, example_inputs: Any) -> int:
+    """How many splits of the channels into equal pieces a forward pass of ``model`` makes,
+    read off its autograd graph as torch-pruning's trace is."""
+    was_training = model.training
+    model.eval()  # no BatchNorm statistics updates
+    try:
+        with torch.enable_grad():
+            output = forward(model, example_inputs)
+    finally:
+        model.train(was_training)
+    stack, seen, count = [t.grad_fn for t in _tensors(output)], set(), 0
+    while stack:
+        fn = stack.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        if type(fn).__name__ in _SPLITS and _along_channels(fn):
+            widths = [_shape(fn, i) for i in range(len(fn._input_metadata))]
+            count += len(widths) >= 2 and len({w[1] for w in widths if w}) == 1
+        stack.extend(f for f, _ in fn.next_functions)
+    return count
+
+
+def _tensors(output: Any) -> list[torch.Tensor]:
+    """The tensors in a model's output (a tensor, or tuples, lists and dicts of them)."""
+    if isinstance(output, torch.Tensor):
+        return [output]
+    values = output.values() if isinstance(output, dict) else output
+    if isinstance(values, (list, tuple, type({}.values()))):
+        return [t for v in values for t in _tensors(v)]
+    return []
 
 
 def find_groups(

@@ -30,6 +30,8 @@ from prunekit.runner.config import validate
 LOCK = ".lock"
 #: the keys every record of ``log.jsonl`` has (``prunekit report`` shows them)
 RECORD_KEYS = ("step", "params", "macs", "latency_ms", "metrics", "planned", "achieved")
+#: the keys of a record's own dicts that ``prunekit report`` reads
+RECORD_SUBKEYS = {"planned": ("target",), "achieved": ("params", "macs")}
 
 
 @dataclass(frozen=True)
@@ -129,9 +131,11 @@ class RunDir:
                     "writing it): left out; resuming the run rewrites the log from its checkpoints"
                 )
                 break
-            missing = [k for k in RECORD_KEYS if not isinstance(record, dict) or k not in record]
+            missing = _missing(record)
             if missing:
-                raise self._damaged(number, f"is not a step record (no {missing[0]!r})")
+                raise self._damaged(number, f"is not a step record ({missing})")
+            if records and set(record["metrics"]) != set(records[0]["metrics"]):
+                raise self._damaged(number, "has other metrics than the first record")
             records.append(record)
         if not records:  # emptied by a crash or by hand: the checkpoints still hold them
             raise PrunekitError(
@@ -152,6 +156,22 @@ class RunDir:
     def append_log(self, record: dict[str, Any]) -> None:
         with open(self.log, "a") as fh:
             fh.write(json.dumps(record) + "\n")
+
+
+def _missing(record: Any) -> str | None:
+    """What a step record lacks (``"no 'planned.target'"``, ...), if anything."""
+    if not isinstance(record, dict):
+        return f"no {RECORD_KEYS[0]!r}"
+    for key in RECORD_KEYS:
+        if key not in record:
+            return f"no {key!r}"
+    for key in ("metrics", *RECORD_SUBKEYS):
+        if not isinstance(record[key], dict):
+            return f"{key!r} is not a mapping"
+        for sub in RECORD_SUBKEYS.get(key, ()):
+            if sub not in record[key]:
+                return f"no {key + '.' + sub!r}"
+    return None
 
 
 @dataclass(frozen=True)

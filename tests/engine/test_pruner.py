@@ -432,6 +432,82 @@ def test_channel_shuffles_remove_one_channel_of_every_group_together():
         )
 
 
+class _Chunked(nn.Module):
+    """A stem whose 8 channels are split in two: one half passes, the other goes through a
+    conv, and the halves are concatenated (ShuffleNetV2's unit, YOLO's C2f without the
+    concat of both pieces); ``split`` picks how ``forward()`` splits."""
+
+    def __init__(self, split: str = "chunk") -> None:
+        super().__init__()
+        self.split = split
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+        self.branch = nn.Conv2d(4, 4, 3, padding=1)
+        self.head = nn.Conv2d(8, 5, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        if self.split == "chunk":
+            a, b = x.chunk(2, 1)
+        elif self.split == "constant":
+            a, b = torch.split(x, 4, 1)
+        elif self.split == "unequal":
+            a, b, c = torch.split(x, [4, 2, 2], 1)
+            b = torch.cat([b, c], 1)
+        else:  # "both": one operation reads both pieces
+            a, b = x.chunk(2, 1)
+            return self.head(torch.cat([a * b, self.branch(b)], 1))
+        return self.head(torch.cat([a, self.branch(b)], 1))
+
+
+def test_a_chunk_of_the_channels_removes_one_channel_of_every_piece_together():
+    """``x.chunk(2, 1)`` keeps its pieces equal only if both lose the same channels: channel
+    ``i`` and ``4 + i`` of the stem are one unit, each piece's consumers lose channel ``i``."""
+    torch.manual_seed(0)
+    model = randomize_norms(_Chunked()).eval()
+    x = torch.randn(2, 3, 8, 8)
+    pruner = pk.Pruner(model, x, criterion="l1", target=pk.Target(params=0.3), round_to=None)
+    assert pruner.left_whole == {}
+    stem = next(g for g in pruner.groups if g.name == "stem.0")
+    assert stem.num_units == 4 and stem.blocks == [[i, i + 4] for i in range(4)]
+    assert {s.module_name for s in stem.slices} == {"stem.0", "stem.1", "branch", "head"}
+    before = copy.deepcopy(model)
+    report = pruner.step()
+    kept = model.stem[0].out_channels
+    assert kept % 2 == 0 and kept < 8 and model.stem[1].num_features == kept
+    assert model.branch.in_channels == kept // 2
+    assert model.head.in_channels == kept // 2 + model.branch.out_channels
+    with torch.no_grad():
+        torch.testing.assert_close(
+            model(x), masked_reference(before, report)(x), atol=1e-5, rtol=1e-5
+        )
+
+
+@pytest.mark.parametrize(
+    ("split", "reason"),
+    [
+        ("constant", "one channel less in each of its pieces broke the model"),
+        ("unequal", "its pieces differ in size"),
+        ("both", "an operation after it reads several of its pieces at once"),
+    ],
+)
+def test_a_split_that_cannot_follow_the_channels_leaves_its_groups_whole(split, reason):
+    """A split by constant sizes (the trace cannot tell ``torch.split(x, 4, 1)`` from
+    ``x.chunk(2, 1)``: one unit is tried and undone), into unequal pieces, or read as several
+    pieces at once leaves the stem whole, says why, and the rest is pruned."""
+    torch.manual_seed(0)
+    model = _Chunked(split).eval()
+    x = torch.randn(2, 3, 8, 8)
+    before = copy.deepcopy(model)
+    with pytest.warns(UserWarning, match="torch.split/chunk after 'stem"):
+        pruner = pk.Pruner(model, x, criterion="l1", target=pk.Target(params=0.1), round_to=None)
+    assert reason in pruner.left_whole["stem.0"]
+    assert "stem.0" not in {g.name for g in pruner.groups}
+    after = model.state_dict()  # the trial was undone
+    assert all(torch.equal(v, after[k]) for k, v in before.state_dict().items())
+    pruner.step()
+    assert model.stem[0].out_channels == 8
+
+
 def test_a_pixel_unshuffle_of_the_model_input_leaves_the_layers_after_it_prunable():
     torch.manual_seed(0)
     model = nn.Sequential(

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -153,6 +154,41 @@ def test_a_damaged_log_line_is_named(line, expected, cli, run_copy):
     error_line(
         cli("report", str(run_copy)),
         f"{path}, {expected}: the file is damaged; resume the run "
+        f"(`prunekit run --resume {run_copy}`) to rewrite it from its checkpoints",
+    )
+
+
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        pytest.param(
+            lambda r: r["planned"].pop("target"),
+            "is not a step record (no 'planned.target')",
+            id="no-planned-target",
+        ),
+        pytest.param(
+            lambda r: r.update(achieved=[0.25]),
+            "is not a step record ('achieved' is not a mapping)",
+            id="achieved-a-list",
+        ),
+        pytest.param(
+            lambda r: r["metrics"].pop(next(iter(r["metrics"]))),
+            "has other metrics than the first record",
+            id="a-metric-renamed",
+        ),
+    ],
+)
+def test_a_damaged_key_inside_a_log_record_is_named(damage, expected, cli, run_copy):
+    """A record that still parses but lost a key ``prunekit report`` reads (one byte of junk
+    in a key's name) is named, never a KeyError."""
+    path = run_copy / "log.jsonl"
+    lines = path.read_bytes().split(b"\n")
+    record = json.loads(lines[1])
+    damage(record)
+    path.write_bytes(b"\n".join([lines[0], json.dumps(record).encode(), *lines[2:]]))
+    error_line(
+        cli("report", str(run_copy)),
+        f"{path}, line 2, {expected}: the file is damaged; resume the run "
         f"(`prunekit run --resume {run_copy}`) to rewrite it from its checkpoints",
     )
 
