@@ -329,6 +329,7 @@ def _repair_index_mapping(graph: tp.DependencyGraph) -> None:
         if n.type == ops.OPTYPE.SPLIT
         and type(n.grad_fn).__name__ in _SPLITS
         and _along_channels(n.grad_fn)
+        and n not in repairs.unmapped  # cut by the first call: its dependencies are gone
     ]
     for node in list(graph.module2node.values()):  # before the loop below cuts their views
         _fix_channel_shuffle(node)
@@ -366,8 +367,8 @@ def _repair_index_mapping(graph: tp.DependencyGraph) -> None:
             continue
         if type(node.grad_fn).__name__ not in _WRITTEN or not _along_channels(node.grad_fn):
             continue  # along another dim torch-pruning maps nothing through a concat or split
-        if node in repairs.splits:
-            continue
+        if node.type == ops.OPTYPE.SPLIT and node not in why_not:
+            continue  # mapped, or cut by the first call
         if node.type == ops.OPTYPE.CONCAT:
             why, what = _fix_concat(node, node_of), "torch.cat"
         else:
@@ -400,8 +401,7 @@ def _along_channels(grad_fn: Any) -> bool:
 
 def _fix_concat(node: Any, node_of: dict[Any, Any]) -> str | None:
     """Set the sizes of a concat along the channels; why it cannot be mapped, if it cannot."""
-    grad_fn = node.grad_fn
-    args = list(grad_fn.next_functions)
+    args = list(node.grad_fn.next_functions)
     if any(fn is None or fn not in node_of for fn, _ in args):
         return "one of its inputs is a tensor torch-pruning does not trace (the model's input?)"
     sizes = [_shape(fn, output) for fn, output in args]
@@ -556,23 +556,28 @@ def _fix_split(node: Any) -> str | None:
     if len(node.inputs) != 1 or _live_width(node.inputs[0]) != whole[1]:
         return "no layer before it sizes what it splits (another split? chains are not mapped)"
     source, read = node.inputs[0], {}
-    for consumer in node.outputs:
-        got = {nr for fn, nr in getattr(consumer.grad_fn, "next_functions", ()) if fn is grad_fn}
-        if len(got) != 1:
+    for consumer in dict.fromkeys(node.outputs):  # a concat of several pieces is there for each
+        pieces = [nr for fn, nr in consumer.grad_fn.next_functions if fn is grad_fn]
+        out = [d for d in node.dependencies if d.target is consumer]
+        back = [d for d in consumer.dependencies if d.target is node]
+        several = consumer.type == ops.OPTYPE.CONCAT and _along_channels(consumer.grad_fn)
+        if not pieces or (len(pieces) > 1 and not several):
             return "an operation after it reads several of its pieces at once"
-        read[consumer] = got.pop()
-    if set(read.values()) != set(range(n)):
+        if len(out) != len(pieces) or len(back) != len(pieces):
+            return "torch-pruning traced its pieces in another order"
+        read[consumer] = pieces, out, back
+    if {p for pieces, _, _ in read.values() for p in pieces} != set(range(n)):
         return "one of its pieces goes to no traced layer (is it returned?)"
     width = functools.partial(_live_width, source)
     for dep in (*source.dependencies, *node.dependencies):
         if {dep.source, dep.target} == {source, node}:  # whole columns, both ways
             dep.index_mapping[0] = _PieceIndexMapping(n, width, None, reverse=False)
-        elif dep.source is node and dep.target in read:  # a piece's channels, less its offset
-            dep.index_mapping[0] = _PieceIndexMapping(n, width, read[dep.target], reverse=False)
-    for consumer, piece in read.items():
-        for dep in consumer.dependencies:
-            if dep.target is node:  # plus its offset (after a concat's own mapping)
-                dep.index_mapping[0] = _PieceIndexMapping(n, width, piece, reverse=True)
+    # the k-th use of the split by a concat is its k-th dependency each way, as for its offsets
+    # (:func:`_sync_offsets`): a piece's channels less its offset, and the offset back
+    for pieces, out, back in read.values():
+        for piece, to_piece, from_piece in zip(pieces, out, back, strict=True):
+            to_piece.index_mapping[0] = _PieceIndexMapping(n, width, piece, reverse=False)
+            from_piece.index_mapping[0] = _PieceIndexMapping(n, width, piece, reverse=True)
     node.module.split_sizes = node.module.offsets = None  # torch-pruning's own mapping is wrong
     return None
 

@@ -346,6 +346,41 @@ class ShuffleNet(nn.Module):
         return self.head(self.post(x).mean((2, 3)))
 
 
+def _conv_bn_silu(c_in: int, c_out: int, k: int = 1) -> nn.Sequential:
+    conv = nn.Conv2d(c_in, c_out, k, padding=k // 2)
+    return nn.Sequential(conv, nn.BatchNorm2d(c_out), nn.SiLU())
+
+
+class C2f(nn.Module):
+    """YOLOv8's C2f block: a 1x1 conv's output is chunked in two, a chain of 3x3 convs grows
+    from the second half, and every piece (both halves included) is concatenated."""
+
+    def __init__(self, c_in: int, c_out: int, n: int = 2) -> None:
+        super().__init__()
+        self.c = c_out // 2
+        self.cv1 = _conv_bn_silu(c_in, 2 * self.c)
+        self.m = nn.ModuleList(_conv_bn_silu(self.c, self.c, 3) for _ in range(n))
+        self.cv2 = _conv_bn_silu((2 + n) * self.c, c_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = list(self.cv1(x).chunk(2, 1))
+        y.extend(m(y[-1]) for m in self.m)
+        return self.cv2(torch.cat(y, 1))
+
+
+class YOLOBackbone(nn.Module):
+    """(l) splits into equal pieces pruned through: two C2f blocks, as in YOLOv8's backbone."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = _conv_bn_silu(3, 16, 3)
+        self.blocks = nn.Sequential(C2f(16, 32), C2f(32, 32, n=1))
+        self.head = nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(self.stem(x)).mean((2, 3)))
+
+
 ARCHITECTURES = {
     "squeezenet": (lambda: SqueezeNet(), (1, 3, 32, 32)),
     "resnet": (ResNet, (1, 3, 16, 16)),
@@ -354,6 +389,7 @@ ARCHITECTURES = {
     "embedding_head": (EmbeddingHead, (1, 3, 16, 16)),
     "shufflenetv2": (ShuffleNetV2, (1, 3, 16, 16)),
     "shufflenet": (ShuffleNet, (1, 3, 16, 16)),
+    "yolo_c2f": (YOLOBackbone, (1, 3, 16, 16)),
     "ghostnet": (GhostNet, (1, 3, 16, 16)),
     "vit": (ViT, (1, 3, 16, 16)),
     "subpixel": (SubPixelNet, (1, 3, 16, 16)),

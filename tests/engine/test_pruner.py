@@ -482,6 +482,27 @@ def test_a_chunk_of_the_channels_removes_one_channel_of_every_piece_together():
         )
 
 
+def test_a_concat_of_both_halves_of_a_chunk_keeps_them_equal():
+    """YOLOv8's C2f concatenates both halves of its chunk beside the convs grown from the
+    second: each half's channel ``i`` goes together, at its own offset in the concat."""
+    model, x = _build("yolo_c2f")
+    pruner = pk.Pruner(model, x, criterion="l1", target=pk.Target(params=0.3), round_to=None)
+    assert pruner.left_whole == {}
+    cv1 = next(g for g in pruner.groups if g.name == "blocks.0.cv1.0")
+    assert cv1.num_units == 16 and cv1.blocks == [[i, i + 16] for i in range(16)]
+    before = copy.deepcopy(model)
+    report = pruner.step()
+    block = model.blocks[0]
+    half = block.cv1[0].out_channels // 2
+    assert block.cv1[0].out_channels == 2 * half < 32 and block.m[0][0].in_channels == half
+    grown = block.m[0][0].out_channels + block.m[1][0].out_channels
+    assert block.cv2[0].in_channels == 2 * half + grown
+    with torch.no_grad():
+        torch.testing.assert_close(
+            model(x), masked_reference(before, report)(x), atol=1e-5, rtol=1e-5
+        )
+
+
 @pytest.mark.parametrize(
     ("split", "reason"),
     [
