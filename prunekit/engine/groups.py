@@ -315,7 +315,7 @@ def _repair_index_mapping(graph: tp.DependencyGraph) -> None:
     sizes are constants in ``forward()`` (``torch.split(x, [3, 5], 1)``): removing channels on
     either side of it would move its boundaries and silently change what each piece holds. Only
     a split into equal pieces (``x.chunk(2, 1)``) keeps them where every piece loses the same
-    channels (:func:`_fix_split`; :func:`check_splits` then tries one). A split that cannot be
+    channels (:func:`_fix_split`; :func:`_check_splits` then tries one). A split that cannot be
     mapped, and a concat whose channels still cannot be, is cut from the graph, so that no group
     goes through it, and the groups that reach it are left whole with the reason.
     """
@@ -396,7 +396,12 @@ def _along_channels(grad_fn: Any) -> bool:
     shape = _shape(grad_fn)
     if dim is None or shape is None or len(shape) < 2:
         return False
-    return (dim - 2**64 if dim >= 2**63 else dim) % len(shape) == 1  # some builds save -1 unsigned
+    return _signed(dim) % len(shape) == 1
+
+
+def _signed(dim: int) -> int:
+    """A dim an autograd node saved: some builds save -1 as an unsigned 64-bit integer."""
+    return dim - 2**64 if dim >= 2**63 else dim
 
 
 def _fix_concat(node: Any, node_of: dict[Any, Any]) -> str | None:
@@ -485,10 +490,10 @@ def _fix_channel_shuffle(node: Any) -> bool:
 def _swaps_groups(grad_fn: Any, dims: int) -> bool:
     """Whether a transpose or permute of a ``dims``-dim tensor swaps dims 1 and 2 only."""
     if hasattr(grad_fn, "_saved_dims"):
-        order = [d - 2**64 if d >= 2**63 else d for d in grad_fn._saved_dims]
+        order = [_signed(d) for d in grad_fn._saved_dims]
     else:
         order = list(range(dims))
-        a, b = (d - 2**64 if d >= 2**63 else d for d in (grad_fn._saved_dim0, grad_fn._saved_dim1))
+        a, b = _signed(grad_fn._saved_dim0), _signed(grad_fn._saved_dim1)
         order[a % dims], order[b % dims] = order[b % dims], order[a % dims]
     return [d % dims for d in order] == [0, 2, 1, *range(3, dims)]
 
@@ -544,14 +549,14 @@ def _fix_split(node: Any) -> str | None:
     of that piece, less its offset. ``P`` shrinks as columns are removed, so the mappings read
     the current width of the tensor split (:func:`_live_width`) each time they are used.
     Whether ``forward()`` splits by the current width (``chunk``) or by a constant one
-    (``torch.split(x, 16, 1)``) the trace cannot tell: :func:`check_splits` tries it.
+    (``torch.split(x, 16, 1)``) the trace cannot tell: :func:`_check_splits` tries it.
     """
     grad_fn = node.grad_fn
-    pieces = [_shape(grad_fn, i) for i in range(len(getattr(grad_fn, "_input_metadata", ())))]
+    shapes = [_shape(grad_fn, i) for i in range(len(getattr(grad_fn, "_input_metadata", ())))]
     whole = list(getattr(grad_fn, "_saved_self_sym_sizes", ()))
-    widths = {p[1] for p in pieces if p is not None}
-    n = len(pieces)
-    if n < 2 or None in pieces or len(widths) != 1 or len(whole) < 2 or n * min(widths) != whole[1]:
+    widths = {p[1] for p in shapes if p is not None}
+    n = len(shapes)
+    if n < 2 or None in shapes or len(widths) != 1 or len(whole) < 2 or n * min(widths) != whole[1]:
         return "its pieces differ in size, constants in forward() that removed channels would shift"
     if len(node.inputs) != 1 or _live_width(node.inputs[0]) != whole[1]:
         return "no layer before it sizes what it splits (another split? chains are not mapped)"
@@ -724,10 +729,12 @@ def _check_splits(model: nn.Module, example_inputs: Any, graph: tp.DependencyGra
     model run on the example inputs, and put back. The groups that reach a cut split are left
     whole with the reason."""
     repairs = _REPAIRS.get(graph)
+    if repairs is None or not repairs.splits:
+        return
     names = module_names(graph)
-    equal = _equal_splits(model, example_inputs) if repairs and repairs.splits else 0
-    for node in list(repairs.splits if repairs else ()):
-        groups = find_groups(graph, [], prune_outputs=True)
+    equal = _equal_splits(model, example_inputs)
+    groups = find_groups(graph, [], prune_outputs=True)
+    for node in list(repairs.splits):
         through = (g for g in groups if any(i.dep.target is node for p in g.parts for i in p.items))
         group = next((g for g in through if g.num_units >= 2), None)
         if group is None:
@@ -747,6 +754,7 @@ def _check_splits(model: nn.Module, example_inputs: Any, graph: tp.DependencyGra
             continue
         repairs.splits.remove(node)
         node.dependencies = []
+        groups = find_groups(graph, [], prune_outputs=True)  # those through it end there now
         repairs.unmapped[node] = (
             f"prunekit cannot map its channels through the torch.split/chunk after "
             f"{_producer(node, names)} in forward(): one channel less in each of its pieces "
@@ -782,9 +790,10 @@ def _tensors(output: Any) -> list[torch.Tensor]:
     """The tensors in a model's output (a tensor, or tuples, lists and dicts of them)."""
     if isinstance(output, torch.Tensor):
         return [output]
-    values = output.values() if isinstance(output, dict) else output
-    if isinstance(values, (list, tuple, type({}.values()))):
-        return [t for v in values for t in _tensors(v)]
+    if isinstance(output, dict):
+        output = list(output.values())
+    if isinstance(output, (list, tuple)):
+        return [t for v in output for t in _tensors(v)]
     return []
 
 

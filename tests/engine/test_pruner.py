@@ -434,8 +434,8 @@ def test_channel_shuffles_remove_one_channel_of_every_group_together():
 
 class _Chunked(nn.Module):
     """A stem whose 8 channels are split in two: one half passes, the other goes through a
-    conv, and the halves are concatenated (ShuffleNetV2's unit, YOLO's C2f without the
-    concat of both pieces); ``split`` picks how ``forward()`` splits."""
+    conv, and the halves are concatenated (ShuffleNetV2's unit without its shuffle);
+    ``split`` picks how ``forward()`` splits."""
 
     def __init__(self, split: str = "chunk") -> None:
         super().__init__()
