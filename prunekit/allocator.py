@@ -22,6 +22,8 @@ SETTINGS = {
 }
 TRIM_THRESHOLD = SETTINGS[-1]
 
+_applied = False  # whether keep_freed_memory() took effect in this process
+
 
 def keep_freed_memory() -> bool:
     """Tell glibc to reuse freed blocks instead of returning them to the kernel; whether it
@@ -33,4 +35,11 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):  # musl and others have no (working) mallopt
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return all([bool(mallopt(param, value)) for param, value in SETTINGS.items()])
+    global _applied
+    _applied = all([bool(mallopt(param, value)) for param, value in SETTINGS.items()])
+    return _applied
+
+
+def keeps_freed_memory() -> bool:
+    """Whether :func:`keep_freed_memory` took effect in this process."""
+    return _applied

@@ -26,6 +26,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from prunekit.allocator import keeps_freed_memory
 from prunekit.device import MAX_THREADS, resolve_device
 from prunekit.engine.measure import forward
 from prunekit.errors import PrunekitError
@@ -212,13 +213,20 @@ def onnx_session(path: Path, threads: int, device: str | torch.device = "cpu") -
     """An ONNX Runtime session of the file ``path`` on ``threads`` intra-op threads and one
     inter-op thread, with the CPU provider (CUDA's for a CUDA device). Its threads sleep between
     runs instead of spinning, so that a session waiting for its turn in a round leaves the cores
-    to the one being timed."""
+    to the one being timed.
+
+    In a process that keeps freed memory (:mod:`prunekit.allocator`, as the command line does)
+    the session allocates from that heap instead of its own arena: with both, of nine sessions
+    of one file timed in interleaved rounds the first ran 3-14% slower than the others (docs/
+    results.md), which biased every ratio to the first model, the parent; without the arena
+    all nine agree within the noise, as fast as the fastest were."""
     device = torch.device(device)
     ort = _onnxruntime(device)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.enable_cpu_mem_arena = not keeps_freed_memory()
     provider = "CUDAExecutionProvider" if device.type == "cuda" else "CPUExecutionProvider"
     return ort.InferenceSession(str(path), options, providers=[provider])
 

@@ -91,8 +91,9 @@ DEFAULT = PruneSettings()
 #: a latency step is kept when its measured ratio is at most its goal and at most this much
 #: below it (the promise: "at most 60%", landing within 3 points) ...
 WINDOW = 0.03
-#: ... or else undone and planned again with the corrected forecast, at most this often; the
-#: try that came nearest the window is then planned once more and kept
+#: ... or else undone and planned again with the corrected forecast, at most this often (or
+#: until a correction would repeat a plan); the try that came nearest the window is then
+#: planned once more and kept
 CORRECTIONS = 4
 
 Try = tuple[float, float]  # (the forecast's scale a plan was made with, its measured ratio)
@@ -342,6 +343,8 @@ class Pruner:
             self.timing.key(self.example_inputs, device),
             self.timing,
         )
+        if self.latency_table.multiples is not None:  # measured for round_to="auto"
+            self.limits = replace(self.limits, multiples=self.latency_table.multiples)
         self._forecast = Forecast(self.latency_table)
 
     # ------------------------------------------------------------------ state
@@ -486,6 +489,7 @@ class Pruner:
         scores = self.criterion.scores(self.groups, self.step_index)
         channel_plan = self._channel_plan
         tries: list[Try] = []  # this step's plans, while none lands in the window
+        last = False  # the nearest try planned again: kept whatever it measures
         for attempt in itertools.count():
             cost = self._cost()
             metric, amount, fraction = self._goal(n, cost, scores)
@@ -501,16 +505,19 @@ class Pruner:
                 self._channel_plan = channel_plan
                 raise
             goal = 1.0 - fraction
-            if metric != "latency" or _miss(measured, goal) == 0.0 or attempt > CORRECTIONS:
+            if metric != "latency" or _miss(measured, goal) == 0.0 or last:
                 break
             tries.append((scale, measured))
-            if attempt < CORRECTIONS:
-                self._forecast = self._forecast.toward(tries, goal - WINDOW / 2)
-            else:  # out of tries: plan the nearest one again (a plan depends only on the scale)
+            corrected = self._forecast.toward(tries, goal - WINDOW / 2)
+            # a plan depends only on the scale: the same scale would time the same plan again
+            if attempt < CORRECTIONS and corrected.scale != scale:
+                self._forecast = corrected
+            else:  # out of tries or of corrections: plan the nearest one again
                 nearest = min(tries, key=lambda t: _miss(t[1], goal))
                 if nearest is tries[-1]:
                     break
                 self._forecast = replace(self._forecast, scale=nearest[0])
+                last = True
             undo.restore()
         self._track_kept(removed, layers_before)
         self.criterion.reset()

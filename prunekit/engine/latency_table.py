@@ -8,6 +8,11 @@ copy), as a ratio to the unnarrowed model timed in the same interleaved rounds; 
 widths it is linear. A model with several groups narrowed is predicted by the product of their
 ratios (:class:`Forecast`), which the Pruner then corrects by measuring the real model.
 
+Linear interpolation cannot see steps between the measured widths: a runtime whose blocked
+kernels want multiples of 16 runs an odd multiple of 8 through a slower path. So with
+``round_to="auto"`` the build first measures which channel multiples the device and runtime
+want (:func:`probe_multiples`) and the table, and the planner with it, keeps only those.
+
 Building a table times ``groups x widths`` models, so it is bounded: the models are timed in
 calls of :data:`MODELS_PER_CALL` (one unnarrowed model per call), with few repeats, at the
 largest batch (``batch_size`` halved as often as needed) whose estimated build fits
@@ -27,7 +32,7 @@ import platform
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,8 +69,10 @@ MODELS_PER_CALL = 8
 #: a measurement moves a forecast's scale within this factor of the table's own prediction: a
 #: larger disagreement is noise of the machine rather than an error of the table
 SCALE_RANGE = 2.0
+#: the largest channel multiple :func:`probe_multiples` may choose
+MAX_MULTIPLE = 32
 FORMAT = "prunekit-latency-table"
-VERSION = 1
+VERSION = 2
 
 
 class LatencyTiming(LatencySettings):
@@ -138,6 +145,12 @@ class LatencyTable:
     build_s: float
     #: whether it was read from the cache rather than measured now
     cached: bool = False
+    #: the channel multiples of narrow and wide groups measured by :func:`probe_multiples`
+    #: (None when the build did not probe: an explicit ``round_to``)
+    multiples: tuple[int, int] | None = None
+    #: what the probe measured: ``"narrow/1"``, ``"wide/8"``... (class / multiple ``m``) ->
+    #: the time ratio with the class's groups narrowed to odd multiples of ``m``
+    probe: dict[str, float] = field(default_factory=dict)
 
     def times(self, group: str, units: int) -> list[float]:
         """The predicted time ratio with ``k`` units of ``group`` kept, for ``k`` in
@@ -156,6 +169,8 @@ class LatencyTable:
             "batch_size": self.batch_size,
             "build_s": self.build_s,
             "groups": curves,
+            "multiples": self.multiples,
+            "probe": self.probe,
         }
         return json.dumps(data, indent=1, sort_keys=True)
 
@@ -171,7 +186,13 @@ class LatencyTable:
                 g: ([int(w) for w in c["widths"]], [float(r) for r in c["ratios"]])
                 for g, c in data["groups"].items()
             }
-            return cls(dict(key), curves, int(data["batch_size"]), float(data["build_s"]), True)
+            multiples = data["multiples"]
+            if multiples is not None:
+                narrow, wide = (int(m) for m in multiples)
+                multiples = (narrow, wide)
+            probe = {str(k): float(v) for k, v in data["probe"].items()}
+            batch, build_s = int(data["batch_size"]), float(data["build_s"])
+            return cls(dict(key), curves, batch, build_s, True, multiples, probe)
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
@@ -253,35 +274,117 @@ def build_table(
 
     ``limits`` (a :class:`~prunekit.engine.planner.Limits`) and ``widths`` (unit counts before
     pruning) choose the measured widths: allowed kept counts near :data:`FRACTIONS` of each
-    group's width, and its narrowest allowed one.
+    group's width, and its narrowest allowed one; with ``round_to="auto"`` after the channel
+    multiples that :func:`probe_multiples` measured (kept in the table).
     """
-    full_key = {**key, "model": fingerprint(model, groups), "fractions": list(FRACTIONS)}
+    probe = limits.round_to == "auto"
+    full_key = {
+        **key,
+        "model": fingerprint(model, groups),
+        "fractions": list(FRACTIONS),
+        "probe": probe,
+    }
     path = (cache or cache_dir()) / f"{_digest(full_key)}.json"
     found = LatencyTable.read(path, full_key)
     if found is not None:
         return found
     start = time.perf_counter()
+    trials = _probe_trials(groups, limits, widths) if probe else []
+    estimate = [w for g in groups for w in measured_widths(g, limits, widths.get(g.name, 0))]
+    batch = _table_batch(model, measure, timing, len(trials) + len(estimate))
+    multiples, probed = None, {}
+    if probe:
+        ratios = _ratios(
+            model, [variant for _, _, variant in trials], measure, batch, timing.table_repeats
+        )
+        multiples, probed = probe_multiples(trials, ratios, limits)
+        limits = replace(limits, multiples=multiples)
     variants = [
-        (g, w)
-        for g, group in enumerate(groups)
+        ((group, w),)
+        for group in groups
         for w in measured_widths(group, limits, widths.get(group.name, group.num_units))
     ]
-    batch = _table_batch(model, measure, timing, len(variants))
     curves = {g.name: ([g.num_units], [1.0]) for g in groups}
-    for at in range(0, len(variants), MODELS_PER_CALL):
-        chunk = variants[at : at + MODELS_PER_CALL]
-        copies = [_narrowed(model, groups[g], w) for g, w in chunk]
-        parent, *times = measure([model, *copies], batch, timing.table_repeats)
-        for (g, w), t in zip(chunk, times, strict=True):
-            curve_widths, ratios = curves[groups[g].name]
-            curve_widths.append(w)
-            ratios.append(t / parent)
-    table = LatencyTable(full_key, curves, batch, round(time.perf_counter() - start, 3))
+    for variant, ratio in zip(
+        variants, _ratios(model, variants, measure, batch, timing.table_repeats), strict=True
+    ):
+        ((group, w),) = variant
+        curve_widths, ratios = curves[group.name]
+        curve_widths.append(w)
+        ratios.append(ratio)
+    build_s = round(time.perf_counter() - start, 3)
+    table = LatencyTable(full_key, curves, batch, build_s, multiples=multiples, probe=probed)
     try:
         atomic.write_text(path, table.as_json())
     except (OSError, PrunekitError) as exc:
         warnings.warn(f"the latency table is not cached: {exc}", stacklevel=2)
     return table
+
+
+#: ``(group, kept width)`` pairs narrowed together in one copy of the model
+Variant = tuple[tuple[ChannelGroup, int], ...]
+#: ``(wide class?, multiple m, the variant narrowing the class's groups to odd multiples of m)``
+Trial = tuple[bool, int, Variant]
+
+
+def probe_multiples(
+    trials: Sequence[Trial], ratios: Sequence[float], limits: Limits
+) -> tuple[tuple[int, int], dict[str, float]]:
+    """The channel multiples ``round_to="auto"`` keeps for narrow and for wide groups
+    (:meth:`Limits.wide`) on the device and runtime that timed ``trials``, and the ratios by
+    ``"class/m"``.
+
+    A trial narrows every group of a class at once to an odd multiple of ``m`` (for each ``m``
+    from ``limits.multiples`` up to :data:`MAX_MULTIPLE`, see :func:`_probe_trials`); its
+    ratio is its time over the unnarrowed model's. Where a copy runs no faster than the
+    unnarrowed model, the channels it removed went for nothing (kernels padding back to a
+    multiple of ``2m``, or a slower path with layout conversions: ONNX Runtime on this
+    project's AVX2 CPU, see docs/results.md). A class keeps twice the largest such ``m``, else
+    its default.
+    """
+    chosen = list(limits.multiples)
+    probed = {}
+    for (wide, m, _), ratio in zip(trials, ratios, strict=True):
+        probed[f"{'wide' if wide else 'narrow'}/{m}"] = round(ratio, 4)
+        if ratio >= 1.0:
+            chosen[wide] = max(chosen[wide], 2 * m)
+    return (chosen[0], chosen[1]), probed
+
+
+def _probe_trials(
+    groups: Sequence[ChannelGroup], limits: Limits, widths: Mapping[str, int]
+) -> list[Trial]:
+    """The variants :func:`probe_multiples` times: per class and multiple ``m``, every group of
+    the class that can keep an odd multiple of ``m`` below its units narrowed to the largest."""
+    trials: list[Trial] = []
+    for wide in (False, True):
+        m = limits.multiples[wide]
+        while m < MAX_MULTIPLE:
+            variant = []
+            for group in groups:
+                if limits.wide(widths.get(group.name, group.num_units)) != wide:
+                    continue
+                kept = (group.num_units - 1) // m
+                kept = m * (kept if kept % 2 else kept - 1)
+                if kept >= max(1, group.min_units, limits.min_channels):
+                    variant.append((group, kept))
+            if variant:
+                trials.append((wide, m, tuple(variant)))
+            m *= 2
+    return trials
+
+
+def _ratios(
+    model: nn.Module, variants: Sequence[Variant], measure: Measure, batch: int, repeats: int
+) -> list[float]:
+    """Each variant's time as a ratio to ``model``'s, timed in calls of
+    :data:`MODELS_PER_CALL` copies beside the unnarrowed model."""
+    ratios: list[float] = []
+    for at in range(0, len(variants), MODELS_PER_CALL):
+        copies = [_narrowed(model, variant) for variant in variants[at : at + MODELS_PER_CALL]]
+        parent, *times = measure([model, *copies], batch, repeats)
+        ratios.extend(t / parent for t in times)
+    return ratios
 
 
 def measured_widths(group: ChannelGroup, limits: Limits, width: int) -> list[int]:
@@ -341,12 +444,13 @@ def _table_batch(model: nn.Module, measure: Measure, timing: LatencyTiming, vari
     return batch
 
 
-def _narrowed(model: nn.Module, group: ChannelGroup, width: int) -> nn.Module:
-    """A deep copy of ``model`` with ``group``'s lowest-index units removed down to ``width``;
-    ``model`` itself is left as it was."""
-    undo = Snapshot(group.graph)
+def _narrowed(model: nn.Module, variant: Variant) -> nn.Module:
+    """A deep copy of ``model`` with each group's lowest-index units removed down to its width
+    in ``variant``; ``model`` itself is left as it was."""
+    undo = Snapshot(variant[0][0].graph)
     try:
-        group.prune(list(range(group.num_units - width)))
+        for group, width in variant:
+            group.prune(list(range(group.num_units - width)))
         return copy.deepcopy(model)
     finally:
         undo.restore()

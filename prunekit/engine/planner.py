@@ -32,7 +32,9 @@ Plan = dict[int, list[int]]  # group index -> units to remove
 #: it narrows over the steps). CPU (oneDNN) and GPU (cuDNN) convolutions run blocked kernels on
 #: channel counts that are multiples of 8; odd counts fall back to slower paths (measured in
 #: docs/results.md). Narrower groups are pruned unit by unit: there a chunk of 8 units is too
-#: coarse for a local step to land near its share of the target.
+#: coarse for a local step to land near its share of the target. A latency table measures the
+#: multiples of both classes on the device and runtime it times (see
+#: :func:`prunekit.engine.latency_table.probe_multiples`).
 AUTO_ROUND = 8
 AUTO_MIN_UNITS = 64
 
@@ -50,11 +52,18 @@ class Limits:
 
     min_channels: int = 1
     round_to: RoundTo = "auto"
+    #: ``round_to="auto"``: the multiples kept by narrow and by wide groups (see :meth:`wide`)
+    multiples: tuple[int, int] = (1, AUTO_ROUND)
+
+    @staticmethod
+    def wide(width: int) -> bool:
+        """Whether a group of ``width`` units before pruning is in the wide class."""
+        return width >= AUTO_MIN_UNITS
 
     def rounding(self, width: int) -> int:
         """The multiple kept by a group that had ``width`` units before pruning."""
         if self.round_to == "auto":
-            return AUTO_ROUND if width >= AUTO_MIN_UNITS else 1
+            return self.multiples[self.wide(width)]
         return int(self.round_to or 1)
 
     def min_kept(self, n: int, floor: int = 1, width: int | None = None) -> int:

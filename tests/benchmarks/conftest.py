@@ -61,9 +61,10 @@ def released_parent():
     return pretrained.released_model()
 
 
-def pruned(parent: torch.nn.Module, criterion: str, scope: str, **options) -> torch.nn.Module:
-    """A copy of ``parent`` pruned in one step (``options`` go to ``pk.Pruner``); gradient
-    criteria get two seeded batches first."""
+def pruned(parent: torch.nn.Module, criterion: str, scope: str, **options) -> pk.Pruner:
+    """The Pruner of a copy of ``parent`` pruned in one step (``options`` go to ``pk.Pruner``;
+    its ``model``, in eval mode, is the pruned copy); gradient criteria get two seeded batches
+    first."""
     model = copy.deepcopy(parent)
     example = torch.randn(1, 3, SIZE, SIZE)
     pruner = pk.Pruner(model, example, criterion=criterion, scope=scope, **options)
@@ -74,7 +75,8 @@ def pruned(parent: torch.nn.Module, criterion: str, scope: str, **options) -> to
             pruner.accumulate()
         model.zero_grad(set_to_none=True)
     pruner.step()
-    return model.eval()
+    model.eval()
+    return pruner
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
@@ -92,6 +94,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     lines += _latency_lines(benchmarks)
     lines += _latency_target_lines(benchmarks)
     lines += _conv_width_lines(benchmarks)
+    lines += [
+        f"{b.name}: copy / first {b.extra_info['copy_over_first_median']:.3f} "
+        f"({b.extra_info['copy_over_first_min']:.3f}-{b.extra_info['copy_over_first_max']:.3f})"
+        for b in benchmarks
+        if b.name.startswith("test_bench_latency_copies")
+    ]
     rates = {b.name: b.extra_info.get("images_per_s") for b in benchmarks}
     for num, den, goal in THROUGHPUTS:
         if rates.get(num) and rates.get(den):
@@ -144,7 +152,8 @@ def _latency_target_lines(benchmarks) -> list[str]:
         ok1 = "met" if b1 <= 1.0 else "NOT met"
         lines.append(
             f"{b.name}: batch 32 {b32:.3f} (goal <= {LATENCY_TARGET_GOAL}: {ok32}), "
-            f"batch 1 {b1:.3f} (goal <= 1: {ok1}), params removed {removed:.3f}"
+            f"batch 1 {b1:.3f} (goal <= 1: {ok1}), params removed {removed:.3f}, "
+            f"channel multiples {b.extra_info['multiples']} (probe {b.extra_info['probe']})"
         )
     return lines
 

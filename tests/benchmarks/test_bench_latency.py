@@ -29,7 +29,7 @@ CRITERIA = ["taylor", "l1", "l2", "random", "bn_scale"]
 def _pruned(
     parent: torch.nn.Module, criterion: str, scope: str, rank: str = "score"
 ) -> torch.nn.Module:
-    return pruned(parent, criterion, scope, target="macs=0.4", rank=rank)
+    return pruned(parent, criterion, scope, target="macs=0.4", rank=rank).model
 
 
 def _latency(benchmark, model: torch.nn.Module, batch: int, parent=None) -> None:

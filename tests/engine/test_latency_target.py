@@ -103,12 +103,12 @@ def groups_of(model: nn.Module):
     return find_groups(build_graph(model, X), [])
 
 
-def table_of(model: nn.Module, measure, key=KEY, cache=None, **timing):
+def table_of(model: nn.Module, measure, key=KEY, cache=None, limits=None, **timing):
     groups = groups_of(model)
     return build_table(
         model,
         groups,
-        Limits(),
+        limits or Limits(),
         {g.name: g.num_units for g in groups},
         measure,
         key,
@@ -170,7 +170,7 @@ def test_the_build_is_bounded_by_halving_the_batch():
     """8 narrowed models (2 groups x 4 widths) + 1 whole one per call, (2 + 3) passes each:
     45 passes of 1 s at batch 32 is 45 s; a budget of 10 s halves the batch to 4 (5.6 s)."""
     fake = Fake(lambda m: 1000.0)
-    table = table_of(net(), fake, table_budget_s=10.0)
+    table = table_of(net(), fake, limits=Limits(round_to=None), table_budget_s=10.0)
     assert table.batch_size == 4
     assert fake.calls[0] == (1, 32, 1)  # one pass of the whole model at the full batch
     assert fake.calls[1:] == [(9, 4, 3)]
@@ -274,8 +274,13 @@ FLAT_A = set(range(12, 16)) | set(range(1, 8))
 FLAT_B = set(range(18, 24)) | set(range(1, 6))
 
 
+def unprobed_stepped_table() -> LatencyTable:
+    """The table of ``stepped_ms`` measured at the widths of no rounding (no multiples probed)."""
+    return table_of(net(), Fake(stepped_ms), limits=Limits(round_to=None))
+
+
 def test_the_stepped_table_shows_the_flat_steps():
-    table = table_of(net(), Fake(stepped_ms))
+    table = unprobed_stepped_table()
     for name, flat, n in [("conv_a", FLAT_A, 16), ("conv_b", FLAT_B, 24)]:
         times = table.times(name, n)
         on_flat = {k for k in range(1, n) if times[k] >= min(times[k + 1 :]) - FLAT}
@@ -283,8 +288,8 @@ def test_the_stepped_table_shows_the_flat_steps():
 
 
 @pytest.mark.parametrize("scope", ["global", "local"])
-def test_auto_rounding_never_keeps_a_width_on_a_flat_step(scope):
-    table = table_of(net(), Fake(stepped_ms))
+def test_auto_rounding_never_keeps_a_width_on_a_flat_step_of_the_table(scope):
+    table = unprobed_stepped_table()
     landed = set()
     for amount in [i / 100 for i in range(1, 60, 3)]:
         cost, groups = cost_of(net(), table)
@@ -301,7 +306,7 @@ def test_auto_rounding_never_keeps_a_width_on_a_flat_step(scope):
 
 
 def test_without_auto_rounding_plans_may_keep_a_width_on_a_flat_step():
-    table = table_of(net(), Fake(stepped_ms))
+    table = unprobed_stepped_table()
     flat = []
     for amount in [i / 100 for i in range(1, 60, 3)]:
         cost, groups = cost_of(net(), table)
@@ -310,6 +315,60 @@ def test_without_auto_rounding_plans_may_keep_a_width_on_a_flat_step():
         a, b = kept(cost, groups)["conv_a"], kept(cost, groups)["conv_b"]
         flat += [amount] if a in FLAT_A or b in FLAT_B else []
     assert flat  # units removed for nothing: what "auto" prevents
+
+
+def test_the_probe_narrows_each_class_to_odd_multiples_and_keeps_what_runs_faster():
+    """Both test groups are narrow (< 64 units): probed at odd multiples of 1, 2, 4, 8, 16.
+    ``stepped_ms`` rounds channels up to 8, so 15, 14 and 12 of conv_a's 16 run as slowly as
+    16 and the class keeps multiples of 8; linear timing keeps the defaults."""
+    timed = []
+    fake = Fake(lambda m: (timed.append(widths(m)), stepped_ms(m))[1])
+    table = table_of(net(), fake)
+    # after the batch's one pass and the whole model of the first call
+    assert timed[2:7] == [(15, 23), (14, 22), (12, 20), (8, 8), (16, 16)]
+    assert table.multiples == (8, 8)  # narrow from the probe, wide: no wide group, default
+    # 15 ms in all; at (8, 8): 1 + 8*8/64 + 8*8/64 + 8*16/64 = 5 ms
+    # conv_b alone at 16 (conv_a has no odd multiple of 16 below 16): 11 ms
+    assert table.probe == {
+        **{"narrow/1": 1.0, "narrow/2": 1.0, "narrow/4": 1.0},
+        **{"narrow/8": 0.3333, "narrow/16": 0.7333},
+    }
+    # the table then measures multiples of 8 only
+    assert table.curves["conv_a"][0] == [16, 8] and table.curves["conv_b"][0] == [24, 16, 8]
+    assert table_of(net(), Fake(linear_ms), key={**KEY, "runtime": "linear"}).multiples == (1, 8)
+
+
+def test_the_probe_finds_a_wide_class_that_wants_multiples_of_16():
+    """conv_a has 64 units (wide): odd multiples of 8 cost as much as the next multiple of
+    16; conv_b (narrow) is linear."""
+
+    def ms(model: nn.Module) -> float:
+        a, b = widths(model)
+        return 10.0 + 2.0 * 16 * math.ceil(a / 16) + 3.0 * b
+
+    table = table_of(net(a=64), Fake(ms))
+    assert table.multiples == (1, 16)
+    assert all(w % 16 == 0 for w in table.curves["conv_a"][0])
+
+
+def test_an_explicit_rounding_is_not_probed():
+    timed = []
+    fake = Fake(lambda m: (timed.append(widths(m)), stepped_ms(m))[1])
+    table = table_of(net(), fake, limits=Limits(round_to=4))
+    assert table.multiples is None
+    assert all(a % 4 == 0 and b % 4 == 0 for a, b in timed)
+
+
+def test_the_pruner_keeps_the_probed_multiples(tmp_path):
+    fake = Fake(stepped_ms)
+    pruner = pk.Pruner(net(), X, criterion="l1", target="latency=0.8", measure=fake)
+    assert pruner.limits.multiples == (8, 8)
+    assert {g.round_to for g in pruner.describe().groups} == {8}
+    report = pruner.step()
+    assert report.layers["conv_a"][1] % 8 == 0 and report.layers["conv_b"][1] % 8 == 0
+    assert widths(pruner.model) != (16, 24)
+    again = pk.Pruner(net(), X, criterion="l1", target="latency=0.8", measure=fake)
+    assert again.latency_table.cached and again.limits.multiples == (8, 8)  # from the cache
 
 
 def test_kept_at_raises_a_flat_count_to_the_top_of_its_step():
@@ -402,6 +461,16 @@ def test_without_a_try_in_the_window_the_nearest_is_planned_again_and_kept():
     assert all(prunekit.pruner._miss(r, 0.6) > 0 for r in tries)  # none in the window
     nearest = min(tries, key=lambda r: prunekit.pruner._miss(r, 0.6))
     assert fake.checks[-1] == nearest == report.measured_latency
+
+
+def test_a_correction_that_would_time_the_same_plan_again_ends_the_step():
+    """Nothing the table predicts is saved: the scale falls to its floor, where a third plan
+    would be the second again; the nearest try (the first, by order) is planned once more."""
+    fake = Fake()
+    pruner = pk.Pruner(net(), X, criterion="l1", target="latency=0.6", measure=fake)
+    fake.ms = lambda m: linear_ms(net())
+    pruner.step()
+    assert fake.checks == [1.0, 1.0, 1.0]  # not 1 + CORRECTIONS tries of the same plan
 
 
 def test_the_first_try_measured_in_the_window_is_kept():

@@ -297,3 +297,15 @@ def test_a_model_that_cannot_be_exported_is_named_with_the_reason():
 def test_onnxruntime_needs_a_single_tensor_input():
     with pytest.raises(PrunekitError, match="example input is one tensor, got tuple"):
         measure_latency(TwoInputs(), (torch.randn(1, 3), torch.randn(1, 3)), runtime="onnxruntime")
+
+
+@pytest.mark.parametrize("keeps", [True, False])
+def test_a_session_uses_its_own_arena_unless_the_process_keeps_freed_memory(
+    tmp_path, monkeypatch, keeps
+):
+    """With both, the first of several sessions ran slower than the others (see onnx_session)."""
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setattr(latency, "keeps_freed_memory", lambda: keeps)
+    path = latency.export_onnx(conv_net(), torch.randn(1, 3, 16, 16), 2, tmp_path / "m.onnx")
+    session = latency.onnx_session(path, threads=1)
+    assert session.get_session_options().enable_cpu_mem_arena is not keeps
