@@ -216,10 +216,10 @@ def onnx_session(path: Path, threads: int, device: str | torch.device = "cpu") -
     to the one being timed.
 
     In a process that keeps freed memory (:mod:`prunekit.allocator`, as the command line does)
-    the session allocates from that heap instead of its own arena: with both, of nine sessions
-    of one file timed in interleaved rounds the first ran 3-14% slower than the others (docs/
-    results.md), which biased every ratio to the first model, the parent; without the arena
-    all nine agree within the noise, as fast as the fastest were."""
+    the session allocates from that heap instead of its own arena: with both, eight copies of
+    a model timed in interleaved rounds beside it ran at 0.85 of its time (the first session
+    ran slower; docs/results.md), which biased every ratio to the first model, the parent;
+    without the arena the copies ran at 1.00 of it."""
     device = torch.device(device)
     ort = _onnxruntime(device)
     options = ort.SessionOptions()

@@ -289,9 +289,17 @@ def build_table(
     if found is not None:
         return found
     start = time.perf_counter()
+
+    def widths_of(limits: Limits) -> list[tuple[ChannelGroup, int]]:
+        return [
+            (group, w)
+            for group in groups
+            for w in measured_widths(group, limits, widths.get(group.name, group.num_units))
+        ]
+
     trials = _probe_trials(groups, limits, widths) if probe else []
-    estimate = [w for g in groups for w in measured_widths(g, limits, widths.get(g.name, 0))]
-    batch = _table_batch(model, measure, timing, len(trials) + len(estimate))
+    # the probe may coarsen the widths measured after it: the batch is sized before, on these
+    batch = _table_batch(model, measure, timing, len(trials) + len(widths_of(limits)))
     multiples, probed = None, {}
     if probe:
         ratios = _ratios(
@@ -299,11 +307,7 @@ def build_table(
         )
         multiples, probed = probe_multiples(trials, ratios, limits)
         limits = replace(limits, multiples=multiples)
-    variants = [
-        ((group, w),)
-        for group in groups
-        for w in measured_widths(group, limits, widths.get(group.name, group.num_units))
-    ]
+    variants = [(pair,) for pair in widths_of(limits)]
     curves = {g.name: ([g.num_units], [1.0]) for g in groups}
     for variant, ratio in zip(
         variants, _ratios(model, variants, measure, batch, timing.table_repeats), strict=True
