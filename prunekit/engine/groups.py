@@ -25,7 +25,10 @@ larger indices: building the groups never ended).
 Groups torch-pruning cannot remove consistently, or whose cost prunekit cannot count, are left
 whole with the reason (see :func:`find_groups`): a slice or an unequal ``torch.split`` of the
 channels (their sizes are constants in ``forward()``), a concat it cannot map, a bare
-``nn.Parameter``, a layer whose pruned parameters :func:`_param_dims` does not know.
+``nn.Parameter`` of more than one channel dimension, a layer whose pruned parameters
+:func:`_param_dims` does not know. A bare ``nn.Parameter`` with one non-singleton dimension (a
+layer scale, ``x * self.gamma.reshape(1, -1, 1, 1)`` in ConvNeXt) loses its channels with the
+group (:func:`bare_parameter`).
 """
 
 from __future__ import annotations
@@ -103,6 +106,35 @@ def _param_dims(module: nn.Module, role: str) -> list[tuple[str, int]] | None:
     if isinstance(module, nn.LSTM) and role == "in":
         return [("weight_ih_l0", 1), ("weight_ih_l0_reverse", 1)]
     return None if any(True for _ in module.parameters(recurse=False)) else []
+
+
+def bare_parameter(graph: tp.DependencyGraph, node: Any) -> tuple[str, str, int] | None:
+    """``(owner module name, attribute, channel dim)`` of a bare ``nn.Parameter`` node whose
+    channels are unambiguous (one dimension above 1: a per-channel scale or shift, which
+    torch-pruning maps through the broadcast); ``None`` for any other parameter."""
+    param = node.module
+    name = next((n for n, p in graph.model.named_parameters() if p is param), None)
+    big = [d for d, n in enumerate(param.shape) if n > 1]
+    if name is None or len(big) != 1 or getattr(node, "pruning_dim", None) != big[0]:
+        return None
+    owner, _, attr = name.rpartition(".")
+    return owner, attr, big[0]
+
+
+def _prune_bare_parameter(
+    graph: tp.DependencyGraph, node: Any, owner: nn.Module, attr: str, dim: int, idxs: list[int]
+) -> None:
+    """Replace the parameter by one without ``idxs`` along ``dim`` (with its gradient), and the
+    graph's node with it. A new tensor, as for every other layer: resizing the old one in place
+    would leave autograd's cached accumulator for it at the old shape."""
+    old = node.module
+    keep = torch.tensor(sorted(set(range(old.shape[dim])) - set(idxs)), dtype=torch.long)
+    new = nn.Parameter(old.data.index_select(dim, keep.to(old.device)), old.requires_grad)
+    if old.grad is not None:
+        new.grad = old.grad.index_select(dim, keep.to(old.grad.device))
+    setattr(owner, attr, new)
+    graph.module2node[new] = graph.module2node.pop(old)
+    node.module = new
 
 
 @dataclass
@@ -202,6 +234,13 @@ class ChannelGroup:
                 dep, idxs = item.dep, list(dict.fromkeys(item.idxs))
                 module = dep.target.module
                 role = "out" if self.graph.is_out_channel_pruning_fn(dep.handler) else "in"
+                if dep.target.type == ops.OPTYPE.PARAMETER:
+                    owner, attr, dim = bare_parameter(self.graph, dep.target)
+                    owner_module = self.graph.model.get_submodule(owner)
+                    _prune_bare_parameter(self.graph, dep.target, owner_module, attr, dim, idxs)
+                    done = removed.setdefault(owner, {}).setdefault("out", [])
+                    done.extend(original_indices(done, idxs))
+                    continue
                 if is_grouped(module):
                     if role == "in":
                         continue  # removed together with its output channels below
@@ -921,8 +960,13 @@ def _unprunable(group: Any, graph: tp.DependencyGraph, names: dict[nn.Module, st
                 f"{node.module.dim} of a {sizes} tensor after {_producer(node, names)} in forward()"
             )
         if node.type == ops.OPTYPE.PARAMETER:
+            if bare_parameter(graph, node) is not None:
+                continue
             name = next((n for n, p in graph.model.named_parameters() if p is module), node.name)
-            return f"the bare nn.Parameter {name!r} scales its channels: wrap it in a module"
+            return (
+                f"the bare nn.Parameter {name!r} {tuple(module.shape)} meets its channels along "
+                "more than one dimension: wrap it in a module"
+            )
         if module not in names:
             continue  # an operation (add, concat, ...): no parameters
         role = "out" if graph.is_out_channel_pruning_fn(item.dep.handler) else "in"
@@ -1139,15 +1183,21 @@ def _slices(
     seen: dict[tuple[int, str, int], dict[int, int]] = {}
     meta: dict[tuple[int, str, int], tuple[nn.Module, str]] = {}
     roles: dict[tuple[int, str, int], str] = {}
+    owners = {name: m for m, name in names.items()}
     for part in parts:
         for item in part.items:
             module = item.dep.target.module
-            if not isinstance(module, nn.Module) or module not in names:
-                continue
             role = "out" if graph.is_out_channel_pruning_fn(item.dep.handler) else "in"
-            if role == "in" and is_grouped(module):
+            if item.dep.target.type == ops.OPTYPE.PARAMETER:
+                owner, pname, dim = bare_parameter(graph, item.dep.target)
+                module, role, dims = owners[owner], "out", [(pname, dim)]
+            elif not isinstance(module, nn.Module) or module not in names:
+                continue
+            elif role == "in" and is_grouped(module):
                 continue  # its weights are owned through the merged output part
-            for pname, dim in _param_dims(module, role):
+            else:
+                dims = _param_dims(module, role)
+            for pname, dim in dims:
                 if getattr(module, pname, None) is None:
                     continue
                 key = (id(module), pname, dim)

@@ -24,7 +24,8 @@ class Snapshot:
     plain attributes (shapes, torch-pruning's bookkeeping of concat/split/slice operations).
 
     Pruning replaces tensors rather than editing them in place, so :meth:`restore` undoes it
-    without having copied any weight.
+    without having copied any weight; the graph's nodes of bare ``nn.Parameter``s, which
+    pruning points at the new tensors, are put back too.
     """
 
     def __init__(self, graph: tp.DependencyGraph) -> None:
@@ -43,6 +44,10 @@ class Snapshot:
             )
             for m in modules
         ]
+        self._graph, self._nodes = graph, dict(graph.module2node)
+        self._bare = [
+            (n, n.module) for n in self._nodes.values() if n.type == tp.ops.OPTYPE.PARAMETER
+        ]
 
     def restore(self) -> None:
         """Put every saved tensor and attribute back."""
@@ -52,6 +57,10 @@ class Snapshot:
             module._buffers.clear()
             module._buffers.update(buffers)
             module.__dict__.update(attrs)
+        self._graph.module2node.clear()
+        self._graph.module2node.update(self._nodes)
+        for node, param in self._bare:
+            node.module = param
 
 
 def output_shapes(model: nn.Module, example_inputs: Any) -> Any:

@@ -230,7 +230,9 @@ def plan_global(
     per parameter or MAC saved); for ``latency`` always by its summed score per share of the
     time it saves: a chunk that saves no time goes last, however low its score. The last
     chunk is the one next in line (one per group) that reaches ``amount`` with the least
-    overshoot, so that a wide layer's chunk does not carry the step a point past its target.
+    overshoot, so that a wide layer's chunk does not carry the step a point past its target;
+    where none reaches it alone, a chunk that would overshoot by more than a smaller one could
+    waits while smaller ones fill the gap.
     """
     orders = [torch.argsort(s, stable=True).tolist() for s in scores]
     times = _times(cost, len(orders))
@@ -263,17 +265,33 @@ def plan_global(
 
     plan: Plan = {}
     done = 0.0
-    while heap and done < amount:
-        _, g, step = heapq.heappop(heap)
-        chunk = chunk_of(g, step)
-        gain = cost.decrease(g, chunk)[metric]
-        if done + gain > amount:
-            # the last chunk: of those next in line, the one that overshoots least
-            finals = [(cost.decrease(h, chunk_of(h, k))[metric], h, k) for _, h, k in heap]
-            reaching = [f for f in finals if done + f[0] >= amount and f[0] < gain]
-            if reaching:
-                _, g, step = min(reaching)
-                chunk = chunk_of(g, step)
+    deferred: list[tuple[int, int]] = []  # (group, step): chunks that would overshoot
+    while done < amount and (heap or deferred):
+        if heap:
+            _, g, step = heapq.heappop(heap)
+            chunk = chunk_of(g, step)
+            gain = cost.decrease(g, chunk)[metric]
+            if done + gain > amount:
+                # the last chunk: of those next in line, the one that overshoots least
+                finals = [(cost.decrease(h, chunk_of(h, k))[metric], h, k) for _, h, k in heap]
+                reaching = [f for f in finals if done + f[0] >= amount and f[0] < gain]
+                if reaching:
+                    _, g, step = min(reaching)
+                    chunk = chunk_of(g, step)
+                elif (smaller := [f[0] for f in finals if 0 < f[0] < gain]) and (
+                    done + gain - amount > max(smaller)
+                ):
+                    # none reaches alone, and it would overshoot by more than a smaller chunk
+                    # could: let those fill the gap (a wide group's chunk of 8 units may be a
+                    # sixth of a small network)
+                    deferred.append((g, step))
+                    continue
+        else:  # only deferred chunks left: the one nearest the target
+            gains = [(cost.decrease(h, chunk_of(h, k))[metric], h, k) for h, k in deferred]
+            reaching = [f for f in gains if done + f[0] >= amount]
+            _, g, step = min(reaching) if reaching else max(gains)
+            deferred.remove((g, step))
+            chunk = chunk_of(g, step)
         done += cost.remove(g, chunk)[metric]
         plan.setdefault(g, []).extend(chunk)
         removed[g] += len(chunk)

@@ -381,6 +381,37 @@ class YOLOBackbone(nn.Module):
         return self.head(self.blocks(self.stem(x)).mean((2, 3)))
 
 
+class LayerScaleBlock(nn.Module):
+    """A residual block whose branch is scaled per channel by a bare ``nn.Parameter``, as
+    ConvNeXt's layer scale (with a BatchNorm where ConvNeXt has a LayerNorm, so that removing
+    a channel equals zeroing it)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dw = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+        self.bn = nn.BatchNorm2d(dim)
+        self.fc1 = nn.Conv2d(dim, 2 * dim, 1)
+        self.fc2 = nn.Conv2d(2 * dim, dim, 1)
+        self.gamma = nn.Parameter(torch.linspace(0.5, 1.5, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.fc2(torch.relu(self.fc1(self.bn(self.dw(x)))))
+        return x + y * self.gamma.reshape(1, -1, 1, 1)
+
+
+class LayerScaleNet(nn.Module):
+    """(m) layer scales: two residual blocks whose per-channel scales are bare parameters."""
+
+    def __init__(self, dim: int = 16) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, dim, 3, padding=1), nn.BatchNorm2d(dim))
+        self.blocks = nn.Sequential(LayerScaleBlock(dim), LayerScaleBlock(dim))
+        self.head = nn.Linear(dim, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(self.stem(x)).mean((2, 3)))
+
+
 ARCHITECTURES = {
     "squeezenet": (lambda: SqueezeNet(), (1, 3, 32, 32)),
     "resnet": (ResNet, (1, 3, 16, 16)),
@@ -393,6 +424,7 @@ ARCHITECTURES = {
     "ghostnet": (GhostNet, (1, 3, 16, 16)),
     "vit": (ViT, (1, 3, 16, 16)),
     "subpixel": (SubPixelNet, (1, 3, 16, 16)),
+    "layer_scale": (LayerScaleNet, (1, 3, 16, 16)),
 }
 
 

@@ -103,12 +103,31 @@ class Wide(nn.Module):
         return self.conv2(torch.relu(self.conv1(x)))
 
 
+class WideThenNarrow(nn.Module):
+    """conv1 (2->16) -> conv2 (16->4) -> conv3 (4->2, the output), 1x1 kernels.
+
+    A unit of conv1 holds 2+1 of its own parameters and 4 of conv2's inputs (7); a unit of
+    conv2 16+1 and 2 of conv3's inputs (19, less the conv1 columns already gone).
+    params: conv1 32+16, conv2 64+4, conv3 8+2 = 126.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(2, 16, 1)
+        self.conv2 = nn.Conv2d(16, 4, 1)
+        self.conv3 = nn.Conv2d(4, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv3(torch.relu(self.conv2(torch.relu(self.conv1(x)))))
+
+
 NETS = {
     "three": (ThreeConvs, (1, 2, 3, 3)),
     "two": (TwoConvs, (1, 2, 5, 5)),
     "cbl": (ConvBNLinear, (1, 3, 4, 4)),
     "dw": (DepthWise, (1, 2, 3, 3)),
     "wide": (Wide, (1, 2, 3, 3)),
+    "wide_narrow": (WideThenNarrow, (1, 2, 3, 3)),
 }
 
 
@@ -459,6 +478,21 @@ def test_global_stops_as_soon_as_the_amount_is_reached():
     assert s.named(plan) == {"conv2": [2]}
     s, plan = _plan("global", 55, metric="macs")
     assert s.named(plan) == {"conv2": [2], "conv1": [1]}  # 54 + 9 * (2 + 2)
+
+
+@pytest.mark.parametrize(
+    ("amount", "expected"),
+    [
+        (30, {"conv2": [0, 1]}),  # conv1's chunk (56) would overshoot by 26 > 19: 19 + 19
+        (45, {"conv1": list(range(8))}),  # by 11, less than a unit of conv2 (19): the chunk
+    ],
+)
+def test_global_a_chunk_that_would_overshoot_waits_for_smaller_ones(amount, expected):
+    # auto rounding judges conv1 wide: it loses 8 units (56 parameters) at once
+    s = Setup("wide_narrow", {"conv1": 64})
+    scores = s.scores({"conv1": [0.01] * 16, "conv2": [0.5, 0.6, 0.7, 0.8]})
+    plan = plan_global(s.cost, scores, "params", amount, Limits())
+    assert s.named(plan) == expected
 
 
 def test_local_params_target_uses_the_smallest_fraction():

@@ -15,6 +15,7 @@ from tests.engine.equivalence import assert_kept_weights_identical, masked_refer
 
 CRITERIA = ["taylor", "l1", "l2", "random", "bn_scale"]
 NO_BN = {
+    "layer_scale",
     "grouped_multiplier",
     "embedding_head",
     "vit",
@@ -602,3 +603,37 @@ def test_an_output_that_also_holds_an_ignored_layers_channels_has_no_kept_featur
     assert model.head.out_channels < 6 and model.fixed.out_channels == 4
     with pytest.raises(pk.PrunekitError, match=r"output has 10 features but .*'head' had 6"):
         _ = pruner.output_kept
+
+
+def test_a_layer_scale_loses_the_channels_of_its_group():
+    """ConvNeXt's layer scale, a bare ``nn.Parameter`` of one channel per element, loses the
+    residual stream's channels with the convs around it (torch-pruning would make new
+    parameters and leave them out of its report; prunekit prices and reports them)."""
+    model, x = _build("layer_scale")
+    original = [b.gamma.detach().clone() for b in model.blocks]
+    pruner = pk.Pruner(model, x, criterion="l1", target="params=0.4", steps=1, round_to=None)
+    report = pruner.step()
+    width = model.stem[0].out_channels
+    assert width < 16 and report.params == pk.measure(model, x)["params"]
+    kept = [i for i in range(16) if i not in report.removed["blocks.0"]["out"]]
+    for block, before in zip(model.blocks, original, strict=True):
+        assert isinstance(block.gamma, nn.Parameter) and block.gamma.shape == (width,)
+        assert torch.equal(block.gamma.detach(), before[kept])
+    assert model.head.in_features == width and model(x).shape == (1, 10)
+
+
+def test_an_undone_step_puts_a_layer_scale_and_its_graph_node_back():
+    from prunekit.engine.groups import build_graph, find_groups
+    from prunekit.engine.integrity import Snapshot
+
+    model, x = _build("layer_scale")
+    graph = build_graph(model, x)
+    stream = next(g for g in find_groups(graph, []) if g.name == "blocks.1.fc2")
+    gamma = model.blocks[0].gamma
+    snapshot = Snapshot(graph)
+    stream.prune([0, 1])
+    assert model.blocks[0].gamma.shape == (14,) and gamma not in graph.module2node
+    snapshot.restore()
+    assert model.blocks[0].gamma is gamma and graph.module2node[gamma].module is gamma
+    stream.prune([3])  # the restored graph prunes the restored parameter
+    assert model.blocks[1].gamma.shape == (15,) and model(x).shape == (1, 10)

@@ -5,8 +5,10 @@ backward. (Random in the local scope removes the same count from every group as 
 lands where l1 does.)
 
 pytorchcv is installed without its dependencies (``pip install --no-deps pytorchcv``: its
-model modules need only torch); a case skips when its module is absent. Each case records
-the fraction removed (``record_property``: ``--junitxml`` reports it).
+model modules need only torch); a case skips when its module is absent. The families pytorchcv
+lacks (ConvNeXt, RepVGG, CSPDarkNet) are re-implemented after timm in
+``tests/engine/timm_families.py`` and pruned in all four criterion-scope pairs. Each case
+records the fraction removed (``record_property``: ``--junitxml`` reports it).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pytest
 import torch
 
 import prunekit as pk
+from tests.engine.timm_families import ConvNeXt, CSPDarkNet, RepVGG
 
 #: family -> (module, builder, input size); pytorchcv's at 224, where most end in a 7x7 pool
 ZOO = {
@@ -45,13 +48,12 @@ ZOO = {
 CASES = [("l1", "local"), ("taylor", "global")]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(("criterion", "scope"), CASES, ids=[f"{c}-{s}" for c, s in CASES])
-@pytest.mark.parametrize("family", list(ZOO))
-def test_a_zoo_model_lands_on_target_and_still_runs(family, criterion, scope, record_property):
-    module, builder, size = ZOO[family]
-    torch.manual_seed(0)
-    model = getattr(pytest.importorskip(module), builder)().eval()
+#: family -> builder of the timm-style re-implementations, pruned at 32x32
+TIMM_STYLE = {"convnext": ConvNeXt, "repvgg": RepVGG, "cspdarknet": CSPDarkNet}
+ALL_CASES = [(c, s) for c in ("l1", "taylor") for s in ("local", "global")]
+
+
+def _lands_on_target(model, size, criterion, scope, record_property) -> None:
     x = torch.randn(1, 3, size, size)
     with torch.no_grad():
         shape = model(x).shape
@@ -65,8 +67,43 @@ def test_a_zoo_model_lands_on_target_and_still_runs(family, criterion, scope, re
     removed = 1 - pk.measure(model, x)["params"] / before
     record_property("removed", round(removed, 4))
     assert removed == pytest.approx(report.achieved["params"], abs=1e-12)
-    assert 0.40 - 1e-12 <= removed <= 0.41, f"{family} {criterion}-{scope}: {removed:.4f} removed"
+    assert 0.40 - 1e-12 <= removed <= 0.41, f"{criterion}-{scope}: {removed:.4f} removed"
     out = model(torch.randn(2, 3, size, size))
     assert out.shape[1:] == shape[1:]
     out.pow(2).mean().backward()
     assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("criterion", "scope"), CASES, ids=[f"{c}-{s}" for c, s in CASES])
+@pytest.mark.parametrize("family", list(ZOO))
+def test_a_zoo_model_lands_on_target_and_still_runs(family, criterion, scope, record_property):
+    module, builder, size = ZOO[family]
+    torch.manual_seed(0)
+    model = getattr(pytest.importorskip(module), builder)().eval()
+    _lands_on_target(model, size, criterion, scope, record_property)
+
+
+@pytest.mark.filterwarnings("ignore:prunekit leaves")  # the constant split: below
+@pytest.mark.parametrize(("criterion", "scope"), ALL_CASES, ids=[f"{c}-{s}" for c, s in ALL_CASES])
+@pytest.mark.parametrize("family", list(TIMM_STYLE))
+def test_a_timm_style_model_lands_on_target_and_still_runs(
+    family, criterion, scope, record_property
+):
+    torch.manual_seed(0)
+    _lands_on_target(TIMM_STYLE[family]().eval(), 32, criterion, scope, record_property)
+
+
+def test_timm_style_models_prune_layer_scales_and_keep_constant_splits_whole():
+    """ConvNeXt's layer scales (bare ``nn.Parameter``s) lose their channels with the residual
+    stream; CSPDarkNet splits by a constant size, so the channels through its split are kept
+    whole, with the reason, and the rest pruned."""
+    x = torch.randn(1, 3, 32, 32)
+    convnext = ConvNeXt().eval()
+    pk.Pruner(convnext, x, criterion="l1", target="params=0.4", steps=1).step()
+    for stage in convnext.stages:
+        block = stage[-1]
+        assert block.gamma.shape == (block.conv_dw.out_channels,)
+    assert convnext.stages[0][0].gamma.shape[0] < 16
+    with pytest.warns(UserWarning, match="torch.split/chunk after 'stages.0.conv_exp"):
+        pk.Pruner(CSPDarkNet().eval(), x, criterion="l1", target="params=0.4")

@@ -272,12 +272,13 @@ class LstmResidual(nn.Module):
 
 
 class Scaled(nn.Module):
-    """A bare nn.Parameter scales a Linear's channels."""
+    """A bare nn.Parameter scales a Linear's channels per position (3 tokens of 16 channels):
+    which of its dimensions holds the channels only the trace could say."""
 
     def __init__(self) -> None:
         super().__init__()
         self.fc = nn.Linear(8, 16)
-        self.gamma = nn.Parameter(torch.ones(16))
+        self.gamma = nn.Parameter(torch.ones(3, 16))
         self.mid = nn.Linear(16, 16)
         self.head = nn.Linear(16, 4)
 
@@ -299,8 +300,11 @@ class Scaled(nn.Module):
         ),
         pytest.param(
             Scaled,
-            (2, 8),
-            {"mid": "the bare nn.Parameter 'gamma' scales its channels: wrap it in a module"},
+            (2, 3, 8),
+            {
+                "mid": "the bare nn.Parameter 'gamma' (3, 16) meets its channels along more "
+                "than one dimension: wrap it in a module"
+            },
             id="bare-parameter",
         ),
     ],
