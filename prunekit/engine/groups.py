@@ -108,12 +108,16 @@ def _param_dims(module: nn.Module, role: str) -> list[tuple[str, int]] | None:
     return None if any(True for _ in module.parameters(recurse=False)) else []
 
 
+def _parameter_name(graph: tp.DependencyGraph, param: nn.Parameter) -> str | None:
+    return next((n for n, p in graph.model.named_parameters() if p is param), None)
+
+
 def bare_parameter(graph: tp.DependencyGraph, node: Any) -> tuple[str, str, int] | None:
     """``(owner module name, attribute, channel dim)`` of a bare ``nn.Parameter`` node whose
     channels are unambiguous (one dimension above 1: a per-channel scale or shift, which
     torch-pruning maps through the broadcast); ``None`` for any other parameter."""
     param = node.module
-    name = next((n for n, p in graph.model.named_parameters() if p is param), None)
+    name = _parameter_name(graph, param)
     big = [d for d, n in enumerate(param.shape) if n > 1]
     if name is None or len(big) != 1 or getattr(node, "pruning_dim", None) != big[0]:
         return None
@@ -121,20 +125,20 @@ def bare_parameter(graph: tp.DependencyGraph, node: Any) -> tuple[str, str, int]
     return owner, attr, big[0]
 
 
-def _prune_bare_parameter(
-    graph: tp.DependencyGraph, node: Any, owner: nn.Module, attr: str, dim: int, idxs: list[int]
-) -> None:
-    """Replace the parameter by one without ``idxs`` along ``dim`` (with its gradient), and the
-    graph's node with it. A new tensor, as for every other layer: resizing the old one in place
-    would leave autograd's cached accumulator for it at the old shape."""
+def _prune_bare_parameter(graph: tp.DependencyGraph, node: Any, idxs: list[int]) -> str:
+    """Replace the parameter by one without ``idxs`` (with its gradient), and the graph's node
+    with it; returns the name of the module holding it. A new tensor, as for every other layer:
+    resizing the old one in place would leave autograd's cached accumulator at the old shape."""
+    owner, attr, dim = bare_parameter(graph, node)
     old = node.module
     keep = torch.tensor(sorted(set(range(old.shape[dim])) - set(idxs)), dtype=torch.long)
     new = nn.Parameter(old.data.index_select(dim, keep.to(old.device)), old.requires_grad)
     if old.grad is not None:
         new.grad = old.grad.index_select(dim, keep.to(old.grad.device))
-    setattr(owner, attr, new)
+    setattr(graph.model.get_submodule(owner), attr, new)
     graph.module2node[new] = graph.module2node.pop(old)
     node.module = new
+    return owner
 
 
 @dataclass
@@ -235,9 +239,7 @@ class ChannelGroup:
                 module = dep.target.module
                 role = "out" if self.graph.is_out_channel_pruning_fn(dep.handler) else "in"
                 if dep.target.type == ops.OPTYPE.PARAMETER:
-                    owner, attr, dim = bare_parameter(self.graph, dep.target)
-                    owner_module = self.graph.model.get_submodule(owner)
-                    _prune_bare_parameter(self.graph, dep.target, owner_module, attr, dim, idxs)
+                    owner = _prune_bare_parameter(self.graph, dep.target, idxs)
                     done = removed.setdefault(owner, {}).setdefault("out", [])
                     done.extend(original_indices(done, idxs))
                     continue
@@ -962,7 +964,7 @@ def _unprunable(group: Any, graph: tp.DependencyGraph, names: dict[nn.Module, st
         if node.type == ops.OPTYPE.PARAMETER:
             if bare_parameter(graph, node) is not None:
                 continue
-            name = next((n for n, p in graph.model.named_parameters() if p is module), node.name)
+            name = _parameter_name(graph, module) or node.name
             return (
                 f"the bare nn.Parameter {name!r} {tuple(module.shape)} meets its channels along "
                 "more than one dimension: wrap it in a module"
@@ -1183,14 +1185,13 @@ def _slices(
     seen: dict[tuple[int, str, int], dict[int, int]] = {}
     meta: dict[tuple[int, str, int], tuple[nn.Module, str]] = {}
     roles: dict[tuple[int, str, int], str] = {}
-    owners = {name: m for m, name in names.items()}
     for part in parts:
         for item in part.items:
             module = item.dep.target.module
             role = "out" if graph.is_out_channel_pruning_fn(item.dep.handler) else "in"
             if item.dep.target.type == ops.OPTYPE.PARAMETER:
                 owner, pname, dim = bare_parameter(graph, item.dep.target)
-                module, role, dims = owners[owner], "out", [(pname, dim)]
+                module, role, dims = graph.model.get_submodule(owner), "out", [(pname, dim)]
             elif not isinstance(module, nn.Module) or module not in names:
                 continue
             elif role == "in" and is_grouped(module):

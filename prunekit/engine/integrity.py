@@ -45,9 +45,6 @@ class Snapshot:
             for m in modules
         ]
         self._graph, self._nodes = graph, dict(graph.module2node)
-        self._bare = [
-            (n, n.module) for n in self._nodes.values() if n.type == tp.ops.OPTYPE.PARAMETER
-        ]
 
     def restore(self) -> None:
         """Put every saved tensor and attribute back."""
@@ -59,8 +56,8 @@ class Snapshot:
             module.__dict__.update(attrs)
         self._graph.module2node.clear()
         self._graph.module2node.update(self._nodes)
-        for node, param in self._bare:
-            node.module = param
+        for module, node in self._nodes.items():
+            node.module = module  # a bare parameter's node points at its pruned copy
 
 
 def output_shapes(model: nn.Module, example_inputs: Any) -> Any:

@@ -21,7 +21,8 @@ UNROUNDED = Limits(round_to=None)
 
 # ---------------------------------------------------------------------------- tiny nets
 class ThreeConvs(nn.Module):
-    """conv1 (2->4) -> conv2 (4->3) -> conv3 (3->2, the output: never pruned), 1x1 kernels.
+    """conv1 (2->4) -> conv2 (4->3) -> conv3 (3->2, the output: never pruned), 1x1 kernels
+    (the widths ``mid1``, ``mid2``; the figures below are for the defaults).
 
     Two groups: ``conv1`` (4 units: conv1's filters and biases, conv2's input columns) and
     ``conv2`` (3 units: conv2's filters and biases, conv3's input columns). conv2's weight is
@@ -30,11 +31,11 @@ class ThreeConvs(nn.Module):
     params: conv1 8+4, conv2 12+3, conv3 6+2 = 35; MACs: 9 * (8 + 12 + 6) = 234.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, mid1: int = 4, mid2: int = 3) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(2, 4, 1)
-        self.conv2 = nn.Conv2d(4, 3, 1)
-        self.conv3 = nn.Conv2d(3, 2, 1)
+        self.conv1 = nn.Conv2d(2, mid1, 1)
+        self.conv2 = nn.Conv2d(mid1, mid2, 1)
+        self.conv3 = nn.Conv2d(mid2, 2, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv3(torch.relu(self.conv2(torch.relu(self.conv1(x)))))
@@ -103,31 +104,13 @@ class Wide(nn.Module):
         return self.conv2(torch.relu(self.conv1(x)))
 
 
-class WideThenNarrow(nn.Module):
-    """conv1 (2->16) -> conv2 (16->4) -> conv3 (4->2, the output), 1x1 kernels.
-
-    A unit of conv1 holds 2+1 of its own parameters and 4 of conv2's inputs (7); a unit of
-    conv2 16+1 and 2 of conv3's inputs (19, less the conv1 columns already gone).
-    params: conv1 32+16, conv2 64+4, conv3 8+2 = 126.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(2, 16, 1)
-        self.conv2 = nn.Conv2d(16, 4, 1)
-        self.conv3 = nn.Conv2d(4, 2, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv3(torch.relu(self.conv2(torch.relu(self.conv1(x)))))
-
-
 NETS = {
     "three": (ThreeConvs, (1, 2, 3, 3)),
     "two": (TwoConvs, (1, 2, 5, 5)),
     "cbl": (ConvBNLinear, (1, 3, 4, 4)),
     "dw": (DepthWise, (1, 2, 3, 3)),
     "wide": (Wide, (1, 2, 3, 3)),
-    "wide_narrow": (WideThenNarrow, (1, 2, 3, 3)),
+    "wide_narrow": (lambda: ThreeConvs(16, 4), (1, 2, 3, 3)),
 }
 
 
@@ -488,7 +471,9 @@ def test_global_stops_as_soon_as_the_amount_is_reached():
     ],
 )
 def test_global_a_chunk_that_would_overshoot_waits_for_smaller_ones(amount, expected):
-    # auto rounding judges conv1 wide: it loses 8 units (56 parameters) at once
+    # ThreeConvs(16, 4), 126 parameters: a unit of conv1 holds 2+1 of its own and 4 of conv2's
+    # inputs (7), a unit of conv2 16+1 and 2 of conv3's inputs (19); auto rounding judges
+    # conv1 wide, so it loses 8 units (56 parameters) at once
     s = Setup("wide_narrow", {"conv1": 64})
     scores = s.scores({"conv1": [0.01] * 16, "conv2": [0.5, 0.6, 0.7, 0.8]})
     plan = plan_global(s.cost, scores, "params", amount, Limits())
