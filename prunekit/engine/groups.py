@@ -400,8 +400,7 @@ def _repair_index_mapping(graph: tp.DependencyGraph) -> None:
                 node.dependencies = []
                 repairs.unmapped[node] = (
                     "torch-pruning cannot map its channels through the view/reshape after "
-                    f"{_producer(node, names)} in forward(): it regroups them ({regrouped}, "
-                    "a channel shuffle?)"
+                    f"{_producer(node, names)} in forward(): it regroups them ({regrouped})"
                 )
             continue
         if node.type not in (ops.OPTYPE.CONCAT, ops.OPTYPE.SPLIT):
@@ -460,16 +459,32 @@ def _fix_concat(node: Any, node_of: dict[Any, Any]) -> str | None:
 
 
 def _regrouped(node: Any) -> str | None:
-    """``[N, C, H, W] -> [N, G, C/G, H, W]`` if a view/reshape moves the channels of a tensor
-    of three or more dims to other dims (as a channel shuffle does); None otherwise."""
+    """``[N, C, H, W] -> [N, G, C/G, H, W]`` (and a guess at why) if a view/reshape moves the
+    channels of a tensor of three or more dims to other dims, as a channel shuffle does in dim 1
+    and a transformer's split into heads in the last dim; None otherwise."""
     args = [(fn, i) for fn, i in getattr(node.grad_fn, "next_functions", ()) if fn is not None]
     before = _shape(*args[0]) if len(args) == 1 else None
     after = _shape(node.grad_fn)
     if before is None or after is None or min(len(before), len(after)) < 3:
         return None  # flattens and unflattens are torch-pruning's, or _fix_flatten's
+    if before[-1] != after[-1] and _channels_last(node, before[-1], after[-1]):
+        return f"{before} -> {after}, the channels last: attention heads?"
     if before[1] == after[1]:
         return None  # the channels stay in dim 1 (``x.flatten(2)``, ``x.view(n, c, -1)``)
-    return f"{before} -> {after}"
+    return f"{before} -> {after}, a channel shuffle?"
+
+
+def _channels_last(node: Any, before: int, after: int) -> bool:
+    """Whether the last dim of a view's input or output holds the channels: it comes straight
+    from a Linear's outputs or goes straight into a Linear's inputs (tokens ``[B, N, C]``, as
+    in a transformer's ``qkv(x).reshape(B, N, 3, heads, C // heads)``)."""
+    fed = any(
+        isinstance(n.module, nn.Linear) and n.module.out_features == before for n in node.inputs
+    )
+    feeds = any(
+        isinstance(n.module, nn.Linear) and n.module.in_features == after for n in node.outputs
+    )
+    return fed or feeds
 
 
 def _fix_channel_shuffle(node: Any) -> bool:

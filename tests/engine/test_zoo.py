@@ -6,7 +6,7 @@ lands where l1 does.)
 
 pytorchcv is installed without its dependencies (``pip install --no-deps pytorchcv``: its
 model modules need only torch); a case skips when its module is absent. The families pytorchcv
-lacks (ConvNeXt, RepVGG, CSPDarkNet) are re-implemented after timm in
+lacks (ConvNeXt, RepVGG, CSPDarkNet, a ViT) are re-implemented after timm in
 ``tests/engine/timm_families.py`` and pruned in all four criterion-scope pairs. Each case
 records the fraction removed (``record_property``: ``--junitxml`` reports it).
 """
@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import prunekit as pk
-from tests.engine.timm_families import ConvNeXt, CSPDarkNet, RepVGG
+from tests.engine.timm_families import ConvNeXt, CSPDarkNet, RepVGG, VisionTransformer
 
 #: family -> (module, builder, input size); pytorchcv's at 224, where most end in a 7x7 pool
 ZOO = {
@@ -49,7 +49,12 @@ CASES = [("l1", "local"), ("taylor", "global")]
 
 
 #: family -> builder of the timm-style re-implementations, pruned at 32x32
-TIMM_STYLE = {"convnext": ConvNeXt, "repvgg": RepVGG, "cspdarknet": CSPDarkNet}
+TIMM_STYLE = {
+    "convnext": ConvNeXt,
+    "repvgg": RepVGG,
+    "cspdarknet": CSPDarkNet,
+    "vit": VisionTransformer,
+}
 ALL_CASES = [(c, s) for c in ("l1", "taylor") for s in ("local", "global")]
 
 
@@ -84,7 +89,7 @@ def test_a_zoo_model_lands_on_target_and_still_runs(family, criterion, scope, re
     _lands_on_target(model, size, criterion, scope, record_property)
 
 
-@pytest.mark.filterwarnings("ignore:prunekit leaves")  # the constant split: below
+@pytest.mark.filterwarnings("ignore:prunekit leaves")  # the constant split and the heads: below
 @pytest.mark.parametrize(("criterion", "scope"), ALL_CASES, ids=[f"{c}-{s}" for c, s in ALL_CASES])
 @pytest.mark.parametrize("family", list(TIMM_STYLE))
 def test_a_timm_style_model_lands_on_target_and_still_runs(
@@ -107,3 +112,24 @@ def test_timm_style_models_prune_layer_scales_and_keep_constant_splits_whole():
     assert convnext.stages[0][0].gamma.shape[0] < 16
     with pytest.warns(UserWarning, match="torch.split/chunk after 'stages.0.conv_exp"):
         pk.Pruner(CSPDarkNet().eval(), x, criterion="l1", target="params=0.4")
+
+
+def test_a_timm_style_vit_prunes_its_mlps_and_leaves_the_heads_whole_with_the_reason():
+    """The packed qkv projection is reshaped into heads along its last dim: its outputs (and
+    the attention's projection back) stay whole, named in the description, and the MLP hidden
+    units are pruned, so the step never breaks the model."""
+    torch.manual_seed(0)
+    vit = VisionTransformer().eval()
+    x = torch.randn(2, 3, 32, 32)
+    with pytest.warns(UserWarning, match=r"'blocks.0.attn.qkv' whole: .*\[2, 17, 96\] -> "):
+        pruner = pk.Pruner(vit, x, criterion="l1", target="params=0.4", steps=1)
+    left = {o.layer: o.reason for o in pruner.describe().left_out}
+    assert (
+        "regroups them ([2, 17, 96] -> [2, 17, 3, 4, 8], the channels last: attention heads?)"
+        in left["blocks.1.attn.qkv"]
+    )
+    assert {g.name for g in pruner.describe().groups} == {"blocks.0.fc1", "blocks.1.fc1"}
+    pruner.step()
+    assert [b.attn.qkv.out_features for b in vit.blocks] == [96, 96]
+    assert [b.fc1.out_features for b in vit.blocks] == [104, 104]
+    assert vit(x).shape == (2, 10)
