@@ -40,6 +40,19 @@ def feature_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     return (F.normalize(s, dim=1) - F.normalize(t, dim=1)).pow(2).sum(1).mean()
 
 
+def shifted(x: torch.Tensor, pixels: int, generator: torch.Generator) -> torch.Tensor:
+    """Each image of ``x`` (N, C, H, W) translated by its own random offset of up to ``pixels``
+    in each direction, the border reflected."""
+    n, _, h, w = x.shape
+    if pixels >= min(h, w):
+        raise PrunekitError(
+            f"distill: shift={pixels} is not smaller than the {h}x{w} images: give a smaller shift"
+        )
+    padded = F.pad(x, (pixels, pixels, pixels, pixels), mode="reflect")
+    dy, dx = torch.randint(0, 2 * pixels + 1, (2, n), generator=generator).tolist()
+    return torch.stack([padded[i, :, y : y + h, z : z + w] for i, (y, z) in enumerate(zip(dy, dx))])
+
+
 def _tensor(value: object, where: str) -> torch.Tensor:
     if not isinstance(value, torch.Tensor):
         raise PrunekitError(f"distill: {where} is a {type(value).__name__}, not a tensor")
@@ -87,7 +100,11 @@ class Distill(Recovery):
     a small image budget still takes enough steps (default: one step per calibration batch).
     ``schedule``: ``"constant"`` learning rate, or ``"cosine"`` decay from ``lr`` to zero over
     the image budget (a short run then ends on small steps instead of on Adam's noise).
-    Teacher outputs (and features) of every calibration batch are cached in the context.
+    ``shift``: translate every image by a random offset of up to this many pixels (reflected
+    at the border), the same view for parent and model, so that a budget of several passes over
+    a small calibration set shows new images on each pass instead of repeating the same ones.
+    Teacher outputs (and features) of every calibration batch are cached in the context, except
+    with ``shift``, whose views are new each time and go through the parent as they come.
     """
 
     needs_parent = True
@@ -107,6 +124,7 @@ class Distill(Recovery):
         layer_weight: float = 1.0,
         batch: int | None = None,
         schedule: str = "constant",
+        shift: int = 0,
     ) -> None:
         super().__init__(images)
         if loss not in (None, *LOSSES):
@@ -145,6 +163,9 @@ class Distill(Recovery):
                 f"{' or '.join(map(repr, SCHEDULES))}"
             )
         self.schedule = schedule
+        if isinstance(shift, bool) or not isinstance(shift, int) or shift < 0:
+            raise PrunekitError(f"distill: shift={shift!r} is out of range: give an int >= 0")
+        self.shift = shift
 
     def run(
         self, model: nn.Module, context: RecoveryContext, images: int, deadline: float | None
@@ -158,9 +179,14 @@ class Distill(Recovery):
         copies = 2 if self.flip else 1
         used, steps, losses = 0, 0, []
 
+        # Drawn from the run's seed, so that a step run again (a resume) sees the same views.
+        generator = torch.Generator().manual_seed(torch.initial_seed())
+
         def teacher(index: int, x: torch.Tensor, flipped: bool) -> Features:
-            key = ("distill", index, flipped, tuple(self.layers))
             with torch.no_grad():
+                if self.shift:
+                    return _forward(parent, x, self.layers, "parent")
+                key = ("distill", index, flipped, tuple(self.layers))
                 return context.cached(key, x, lambda: _forward(parent, x, self.layers, "parent"))
 
         model.train()
@@ -178,10 +204,10 @@ class Distill(Recovery):
                 if deadline is not None and time.monotonic() >= deadline:
                     break
                 x = context.input(batch)
-                views = [(x, teacher(index, x, False))]
-                if self.flip and n > x.shape[0]:
-                    xf = torch.flip(x, dims=[-1])
-                    views.append((xf, teacher(index, xf, True)))
+                seen = [x, torch.flip(x, dims=[-1])] if self.flip and n > x.shape[0] else [x]
+                if self.shift:
+                    seen = [shifted(v, self.shift, generator) for v in seen]
+                views = [(v, teacher(index, v, i == 1)) for i, v in enumerate(seen)]
                 xs = torch.cat([v[0] for v in views])[:n]
                 t_out = self._kept_output(torch.cat([v[1][0] for v in views])[:n], context)
                 t_feats = {

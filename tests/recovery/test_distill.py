@@ -12,7 +12,7 @@ import torch
 import prunekit as pk
 from prunekit.errors import PrunekitError
 from prunekit.recovery import RecoveryContext, make_recovery, recover
-from prunekit.recovery.distill import output_loss
+from prunekit.recovery.distill import output_loss, shifted
 from tests.recovery.nets import ConvNet, RowCounter, batches, prune, randomize_bn
 
 
@@ -177,3 +177,63 @@ def test_a_pruned_output_is_matched_with_the_parents_kept_features():
     assert held_out() < 0.5 * before
     with pytest.raises(PrunekitError, match="has no feature 9 of the kept output"):
         recover(model, parent, "distill", batches(1, 16), outputs="embedding", output_kept=[9])
+
+
+def test_shifted_views_are_reflect_padded_crops_within_the_shift():
+    x = torch.arange(2 * 3 * 6 * 7, dtype=torch.float32).reshape(2, 3, 6, 7)
+    out = shifted(x, 2, torch.Generator().manual_seed(0))
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="reflect")
+    assert out.shape == x.shape
+    for i in range(2):
+        offsets = [
+            (y, z)
+            for y in range(5)
+            for z in range(5)
+            if torch.equal(out[i], padded[i, :, y : y + 6, z : z + 7])
+        ]
+        assert len(offsets) == 1  # one crop of the padded image, the same for every channel
+    with pytest.raises(PrunekitError, match="shift=6 is not smaller than the 6x7 images"):
+        shifted(x, 6, torch.Generator())
+
+
+def test_shift_sends_each_new_view_through_the_parent_and_repeats_under_a_seed():
+    weights = []
+    for _ in range(2):
+        model, parent, kept = _pruned()
+        calls = RowCounter(parent)
+        context = RecoveryContext(parent=None, batches=list)
+        for _ in range(2):
+            recover(
+                model,
+                parent,
+                "distill",
+                batches(2, 8),
+                kept=kept,
+                context=context,
+                options={"distill": {"images": 32, "shift": 2, "flip": True}},
+            )
+        assert calls.rows == 64  # nothing cached: every shifted view is new
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert torch.equal(weights[0], weights[1])
+
+
+def test_shift_lowers_the_loss_on_held_out_images():
+    model, parent, kept = _pruned()
+    before = _held_out_loss(model, parent, "cosine")
+    options = {"images": 1024, "lr": 3e-3, "shift": 2}
+    recover(
+        model,
+        parent,
+        "distill",
+        batches(8, 16),
+        outputs="embedding",
+        kept=kept,
+        options={"distill": options},
+    )
+    assert _held_out_loss(model, parent, "cosine") < 0.5 * before
+
+
+@pytest.mark.parametrize("shift", [-1, 1.5, True])
+def test_a_shift_that_is_not_a_count_of_pixels_is_refused(shift):
+    with pytest.raises(PrunekitError, match=f"shift={shift!r} is out of range: give an int >= 0"):
+        make_recovery("distill", {"shift": shift})
