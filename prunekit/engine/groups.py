@@ -477,7 +477,9 @@ def _regrouped(node: Any) -> str | None:
 def _channels_last(node: Any, before: int, after: int) -> bool:
     """Whether the last dim of a view's input or output holds the channels: it comes straight
     from a Linear's outputs or goes straight into a Linear's inputs (tokens ``[B, N, C]``, as
-    in a transformer's ``qkv(x).reshape(B, N, 3, heads, C // heads)``)."""
+    in a transformer's ``qkv(x).reshape(B, N, 3, heads, C // heads)``). A Linear over another
+    last dim (token mixing on ``[N, C, H*W]``) passes too: its groups are then left whole,
+    never broken."""
     fed = any(
         isinstance(n.module, nn.Linear) and n.module.out_features == before for n in node.inputs
     )

@@ -94,32 +94,23 @@ def test_intermediate_layers_are_matched_on_kept_channels():
         )
 
 
+def _distill_in(context: RecoveryContext, model, parent, kept, data, **options) -> None:
+    """One ``distill`` call that shares ``context`` (and its cache) with the others."""
+    recover(
+        model, parent, "distill", data, kept=kept, context=context, options={"distill": options}
+    )
+
+
 def test_teacher_outputs_are_cached_across_calls_and_recomputed_on_new_data():
     model, parent, kept = _pruned()
     calls = RowCounter(parent)
     context = RecoveryContext(parent=None, batches=list)
     data = batches(2, 8)
     for _ in range(2):
-        recover(
-            model,
-            parent,
-            "distill",
-            data,
-            kept=kept,
-            context=context,
-            options={"distill": {"images": 32}},
-        )
+        _distill_in(context, model, parent, kept, data, images=32)
     assert calls.rows == 16  # 2 batches x 8, computed once for 2 calls of 2 epochs each
     data[1] = data[1] + 1  # same index, different batch
-    recover(
-        model,
-        parent,
-        "distill",
-        data,
-        kept=kept,
-        context=context,
-        options={"distill": {"images": 16}},
-    )
+    _distill_in(context, model, parent, kept, data, images=16)
     assert calls.rows == 24
 
 
@@ -203,15 +194,7 @@ def test_shift_sends_each_new_view_through_the_parent_and_repeats_under_a_seed()
         calls = RowCounter(parent)
         context = RecoveryContext(parent=None, batches=list)
         for _ in range(2):
-            recover(
-                model,
-                parent,
-                "distill",
-                batches(2, 8),
-                kept=kept,
-                context=context,
-                options={"distill": {"images": 32, "shift": 2, "flip": True}},
-            )
+            _distill_in(context, model, parent, kept, batches(2, 8), images=32, shift=2, flip=True)
         assert calls.rows == 64  # nothing cached: every shifted view is new
         weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
     assert torch.equal(weights[0], weights[1])
